@@ -471,3 +471,59 @@ def _write_cache(cache_file: Path, fingerprint: str, ds: Dataset) -> None:
         os.replace(meta_tmp, cache_file.with_suffix(".json"))
     except OSError:
         pass  # a cache we cannot write only costs time
+
+
+# ----------------------------------------------------------------------------------------------
+# Uploads
+
+MAX_ZIP_BYTES = 2 * 1024**3  # uncompressed size limit of an uploaded zip
+
+
+def load_uploaded(filename: str, data: bytes, workdir: str | os.PathLike) -> Dataset:
+    """Load an uploaded CSV, .csv.gz or zip of a folder layout, written under ``workdir``.
+
+    A zip is extracted safely (no absolute paths or ``..``, size-capped) and its data set root is
+    the shallowest folder that holds class folders or split/class folders.
+    """
+    import zipfile
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    name = Path(filename).name
+    lower = name.lower()
+    if not data:
+        raise DataError(f"{name}: the upload is empty")
+    target = work / name
+    target.write_bytes(data)
+    if lower.endswith(".csv") or lower.endswith(".csv.gz"):
+        return load_dataset(target, use_cache=False)
+    if not lower.endswith(".zip"):
+        raise DataError(f"{name}: upload a .csv, .csv.gz or a .zip of class folders")
+    try:
+        with zipfile.ZipFile(target) as zf:
+            members = zf.infolist()
+            if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+                raise DataError(f"{name}: unpacks to more than {MAX_ZIP_BYTES // 1024**3} GB")
+            root = work / (name + ".d")
+            for m in members:
+                dest = (root / m.filename).resolve()
+                if not str(dest).startswith(str(root.resolve())):
+                    raise DataError(f"{name}: unsafe path in zip: {m.filename}")
+            zf.extractall(root)
+    except zipfile.BadZipFile:
+        raise DataError(f"{name}: not a valid zip file") from None
+    return load_dataset(_find_dataset_root(root, name), use_cache=False)
+
+
+def _find_dataset_root(root: Path, name: str) -> Path:
+    """The shallowest folder under ``root`` that loads as a class-folder or Kaggle layout."""
+    candidates = [root] + sorted(p for p in root.rglob("*") if p.is_dir() and "__MACOSX" not in p.parts)
+    for folder in sorted(candidates, key=lambda p: len(p.parts)):
+        try:
+            _list_folder_images(folder)
+            return folder
+        except DataError:
+            continue
+    raise DataError(
+        f"{name}: no class folders with images inside (expected e.g. train/happy/*.png or happy/*.png)"
+    )

@@ -17,17 +17,11 @@ EXPORT_NAMES = {
 
 
 def export_tflite(model, file: str | Path) -> Path:
-    """Convert a Keras model to a float32 .tflite file with a dynamic batch dimension."""
+    """Convert a Keras model to a float32 .tflite file (LiteRT resizes the batch at run time)."""
     import tensorflow as tf
 
     file = Path(file)
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="face")
-
-    @tf.function(input_signature=[spec])
-    def serve(x):
-        return {"emotion": model(x, training=False)}
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     file.write_bytes(converter.convert())
     return file
 

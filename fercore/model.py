@@ -55,7 +55,7 @@ def build_coursera(dropout: float = 0.25, dense_dropout: float = 0.25, **_: Any)
 
 
 def build_fernet(
-    widths: tuple[int, ...] = (64, 128, 256, 512),
+    widths: tuple[int, ...] = (64, 128, 256, 256),
     depths: tuple[int, ...] = (2, 2, 2, 2),
     dropout: float = 0.4,
     stem_width: int = 32,

@@ -181,3 +181,44 @@ def log_tail(run_dir: str | Path, lines: int = 30) -> str:
     except OSError:
         return ""
     return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
+
+
+class TrainingBusyError(RuntimeError):
+    """Raised when a training is already running (one at a time)."""
+
+
+def launch_training(config: dict[str, Any], runs_dir: str | Path | None = None,
+                    python: str | None = None) -> Path:
+    """Start ``python -m training.train`` for ``config`` as a detached background process.
+
+    Returns the new run directory (its status.json says ``starting`` at once). Its console output
+    goes to ``log.txt``. Only one training at a time: raises :class:`TrainingBusyError` otherwise.
+    """
+    import subprocess
+    import sys
+
+    root = Path(runs_dir or default_runs_dir())
+    busy = active_run(root)
+    if busy is not None:
+        raise TrainingBusyError(f"a training is already running: {busy.name}")
+    run_dir = root / new_run_id()
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = root / f"{new_run_id()}-{n}"
+    run_dir.mkdir(parents=True)
+    cfg_file = run_dir / "requested_config.json"
+    cfg_file.write_text(json.dumps(config, indent=2))
+    write_config(run_dir, config)
+    project_root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project_root), env.get("PYTHONPATH")]))
+    with open(run_dir / LOG, "ab") as log:
+        proc = subprocess.Popen(
+            [python or sys.executable, "-m", "training.train", "--config", str(cfg_file.resolve()),
+             "--run-dir", str(run_dir.resolve()), "--quiet"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(project_root),
+            env=env, start_new_session=True,
+        )
+    update_status(run_dir, state="starting", pid=proc.pid, started=time.time())
+    return run_dir

@@ -424,8 +424,10 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose:
         resume_from = run_dir / runs.LAST
         start_epoch = int(status.get("completed_epochs", 0))
     runs.write_config(run_dir, config.to_dict())
+    if not resume:  # a fresh run starts from a clean status (a launcher may have written one)
+        runs.write_json_atomic(runs.path(run_dir, runs.STATUS), {})
     runs.update_status(run_dir, state="starting", pid=os.getpid(), started=time.time(), error=None,
-                       epoch=start_epoch, epochs=config.epochs)
+                       finished=None, epoch=start_epoch, epochs=config.epochs)
     try:
         keras.utils.set_random_seed(config.seed)
         tx, ty, tw, vx, vy = prepare_data(config)

@@ -1,0 +1,194 @@
+"""Command line: ``python -m fercore predict IMAGE… [--json]`` and ``python -m fercore video IN --out OUT.mp4``.
+
+Errors a user can cause (unreadable image or video, missing model, bad option) print one line to
+stderr and exit with status 1 (2 for usage errors), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fercore.labels import EMOTIONS
+
+EXIT_ERROR = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fercore", description="Facial expression recognition.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("predict", help="faces and emotions in images")
+    pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    pr.add_argument("--json", action="store_true", help="print one JSON list: per image its faces")
+    pr.add_argument("--annotate", metavar="OUT",
+                    help="write the annotated image here (a folder when several images are given)")
+    _common(pr)
+
+    vi = sub.add_parser("video", help="annotate a video file and tabulate its faces")
+    vi.add_argument("input", metavar="IN", help="video file")
+    vi.add_argument("--out", required=True, help="annotated MP4 to write")
+    vi.add_argument("--csv", help="CSV to write: one row per face per analysed frame")
+    vi.add_argument("--stride", type=_positive, default=1, help="analyse every N-th frame (default 1)")
+    vi.add_argument("--max-frames", type=_positive, help="stop after this many frames")
+    vi.add_argument("--scan-every", type=_positive, default=1, metavar="N",
+                    help="haar: scan whole frames only every N analysed frames and follow known faces "
+                         "in between: several times faster, new faces appear up to N frames late "
+                         "(default 1: scan every frame)")
+    _common(vi)
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector", choices=["haar", "mtcnn"], default="haar", help="face detector (default haar)")
+    p.add_argument("--detect-side", type=_positive, metavar="PX",
+                   help="longest side the Haar detector scans (default 320; larger finds smaller faces)")
+    p.add_argument("--model", help="model file (.tflite, .keras or model.json); default: the shipped model")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _detector(args: argparse.Namespace):
+    """The chosen detector; for videos, Haar follows known faces between whole-frame scans."""
+    from fercore.detect import HaarDetector, TrackingDetector, make_detector
+
+    params = {"max_side": args.detect_side} if args.detect_side and args.detector == "haar" else {}
+    detector = make_detector(args.detector, **params)
+    scan_every = getattr(args, "scan_every", 1)
+    if isinstance(detector, HaarDetector) and scan_every > 1:
+        return TrackingDetector(detector, full_every=scan_every)
+    return detector
+
+
+def _predictor(args: argparse.Namespace):
+    from fercore.classify import EmotionClassifier
+    from fercore.predictor import Predictor
+
+    with _native_stderr_silenced():  # LiteRT/TF print INFO lines straight to file descriptor 2
+        predictor = Predictor(_detector(args), EmotionClassifier(args.model))
+        predictor.classifier.predict_proba(np.zeros((1, 48, 48), np.uint8))  # LiteRT logs on first run
+    return predictor
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send what C/C++ code writes to stderr to /dev/null for the duration (Python errors still raise)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _annotation_path(out: str, image: str, many: bool) -> Path:
+    target = Path(out)
+    if many or target.is_dir():
+        return target / f"{Path(image).stem}.annotated.png"
+    return target
+
+
+def _save_annotated(path: Path, rgb, preds) -> None:
+    import cv2
+
+    from fercore.draw import annotate
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), annotate(rgb, preds)[:, :, ::-1]):
+        raise OSError(f"{path}: could not write the annotated image (unknown extension?)")
+
+
+def _describe(image: str, preds) -> str:
+    lines = [f"{image}: {len(preds)} face{'s' if len(preds) != 1 else ''}"]
+    for p in preds:
+        scores = " ".join(f"{e} {p.scores[e]:.2f}" for e in EMOTIONS)
+        lines.append(f"  box {p.box.as_list()}  {p.label} {p.scores[p.label]:.2f}  ({scores})")
+    return "\n".join(lines)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fercore.predictor import ImageError, load_image
+
+    predictor = None  # built after the first readable image, so a bad file fails fast without a model
+    results, failed = [], 0
+    for image in args.images:
+        try:
+            rgb = load_image(image)
+        except ImageError as exc:
+            failed += 1
+            _error(str(exc))
+            results.append({"image": image, "error": str(exc)})
+            continue
+        if predictor is None:
+            predictor = _predictor(args)
+        preds = predictor.predict(rgb)
+        results.append({"image": image, "faces": [p.to_dict() for p in preds]})
+        if not args.json:
+            print(_describe(image, preds), flush=True)
+        if args.annotate:
+            _save_annotated(_annotation_path(args.annotate, image, len(args.images) > 1), rgb, preds)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return EXIT_ERROR if failed else 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from fercore.video import process_video
+
+    predictor = _predictor(args)
+    show = sys.stderr.isatty()
+
+    def progress(f: float) -> None:
+        if show:
+            print(f"\r{100 * f:5.1f}%", end="", file=sys.stderr, flush=True)
+
+    result = process_video(args.input, args.out, args.csv, predictor=predictor, stride=args.stride,
+                           progress=progress, max_frames=args.max_frames)
+    if show:
+        print(file=sys.stderr)
+    if result.warning:
+        print(f"warning: {result.warning}", file=sys.stderr)
+    faces = result.table["face_id"].nunique()
+    print(f"{args.out}: {result.frames} frames at {result.fps:.2f} fps ({result.codec}); "
+          f"{result.analysed} analysed, {len(result.table)} face rows, {faces} distinct faces")
+    if args.csv:
+        print(f"{args.csv}: {len(result.table)} rows")
+    return 0
+
+
+def _error(message: str) -> None:
+    print(f"error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    try:
+        return cmd_predict(args) if args.command == "predict" else cmd_video(args)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:  # ImageError, VideoError, DetectorError, missing model, …
+        _error(str(exc) or type(exc).__name__)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Video file → annotated MP4 (H.264, yuv420p: plays in browsers) + one table row per face per frame.
+
+Every input frame is written to the output, so it keeps the input's frame count and duration.
+With ``stride`` N, faces are detected and classified on every N-th frame only; the frames in
+between show the latest annotations and get no table rows. Faces are tracked across analysed
+frames (``FaceTracker``): each row carries a stable ``face_id`` and smoothed probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from fercore.draw import annotate
+from fercore.labels import EMOTIONS
+from fercore.predictor import FacePrediction, Predictor
+from fercore.track import FaceTracker
+
+TABLE_COLUMNS: list[str] = ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", *EMOTIONS]
+# Browser-playable encoders first; mpeg4 (part 2) is a last resort that browsers do not play.
+ENCODERS: tuple[str, ...] = ("libx264", "h264", "libopenh264", "mpeg4")
+DEFAULT_FPS = Fraction(25)
+
+
+class VideoError(ValueError):
+    """A video that cannot be read or written (missing, not a video, corrupt, no frames)."""
+
+
+@dataclass
+class VideoResult:
+    """What ``process_video`` produced: frames written, their rate, the per-face table and files."""
+
+    frames: int
+    fps: float
+    table: pd.DataFrame
+    out_path: Path
+    csv_path: Path | None
+    analysed: int = 0
+    codec: str = ""
+    warning: str | None = None  # e.g. decoding stopped early at a corrupt frame
+
+
+def pick_encoder() -> str:
+    """The first available encoder of ``ENCODERS`` (libx264 in the PyAV wheels we use)."""
+    import av
+
+    for name in ENCODERS:
+        try:
+            av.codec.Codec(name, "w")
+            return name
+        except Exception:  # not compiled into this FFmpeg build
+            continue
+    raise VideoError("no H.264 or MPEG-4 encoder available in this PyAV build")
+
+
+class _Writer:
+    """Encodes RGB frames to an MP4 file; the size is fixed (rounded down to even) by the first frame."""
+
+    def __init__(self, path: Path, fps: Fraction, width: int, height: int):
+        import av
+
+        self.codec = pick_encoder()
+        self.width, self.height = width - width % 2, height - height % 2
+        if self.width < 2 or self.height < 2:
+            raise VideoError(f"frames of {width}×{height} are too small to encode")
+        self.container = av.open(str(path), mode="w", format="mp4", container_options={"movflags": "+faststart"})
+        try:
+            self.stream = self.container.add_stream(self.codec, rate=fps)
+            self.stream.width, self.stream.height = self.width, self.height
+            self.stream.pix_fmt = "yuv420p"
+            if self.codec in ("libx264", "h264"):
+                self.stream.options = {"crf": "23", "preset": "veryfast", "profile": "high"}
+        except Exception:
+            self.container.close()
+            path.unlink(missing_ok=True)
+            raise
+
+    def write(self, rgb: np.ndarray) -> None:
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.height, : self.width]), format="rgb24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
+def _open_input(path: Path):
+    """(container, first video stream) or ``VideoError``."""
+    import av
+
+    if not path.exists():
+        raise VideoError(f"{path}: no such file")
+    if path.is_dir():
+        raise VideoError(f"{path}: is a directory, not a video")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise VideoError(f"{path}: not a readable video ({_one_line(exc)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _frame_rate(stream) -> Fraction:
+    """The stream's average frame rate, its guessed rate, or 25 fps."""
+    for rate in (stream.average_rate, getattr(stream, "guessed_rate", None), stream.base_rate):
+        if rate and 0 < float(rate) <= 1000:
+            return Fraction(rate).limit_denominator(1001)
+    return DEFAULT_FPS
+
+
+def _frame_count(stream, fps: Fraction, max_frames: int | None) -> int:
+    """Expected number of frames (for progress); 0 when unknown."""
+    n = int(stream.frames or 0)
+    if not n and stream.duration and stream.time_base:
+        n = int(round(float(stream.duration * stream.time_base) * float(fps)))
+    return min(n, max_frames) if max_frames and n else (max_frames or n)
+
+
+def _rows(index: int, time_s: float, preds: list[FacePrediction]) -> list[list[Any]]:
+    return [
+        [index, round(time_s, 4), p.face_id, *p.box.as_list(), p.label, *(round(p.scores[e], 5) for e in EMOTIONS)]
+        for p in preds
+    ]
+
+
+def _one_line(exc: BaseException) -> str:
+    """A short one-line reason (FFmpeg errors: their message without the repeated file name)."""
+    reason = getattr(exc, "strerror", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class _Reader:
+    """Decoded frames of a video as (time in s from the first frame, RGB array); remembers why it stopped."""
+
+    def __init__(self, path: Path, max_frames: int | None):
+        self.path, self.max_frames = path, max_frames
+        self.container, self.stream = _open_input(path)
+        self.fps = _frame_rate(self.stream)
+        self.expected = _frame_count(self.stream, self.fps, max_frames)
+        self.count = 0
+        self.warning: str | None = None
+
+    def __iter__(self):
+        import av
+
+        frames = self.container.decode(self.stream)
+        t0 = None
+        while self.max_frames is None or self.count < self.max_frames:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except (av.FFmpegError, ValueError) as exc:
+                if self.count == 0:
+                    raise VideoError(f"{self.path}: cannot decode video ({_one_line(exc)})") from None
+                self.warning = f"decoding stopped at frame {self.count}: {_one_line(exc)}"
+                break
+            t = frame.time
+            t0 = t if t0 is None else t0
+            time_s = t - t0 if t is not None and t0 is not None else self.count / float(self.fps)
+            yield time_s, frame.to_ndarray(format="rgb24")
+            self.count += 1
+        self._check_complete()
+
+    def _check_complete(self) -> None:
+        declared = int(self.stream.frames or 0)
+        if self.warning is None and declared and self.count < min(declared, self.max_frames or declared):
+            self.warning = f"only {self.count} of {declared} frames could be decoded (truncated file?)"
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def process_video(
+    in_path: str | Path,
+    out_path: str | Path,
+    csv_path: str | Path | None = None,
+    predictor: Predictor | None = None,
+    stride: int = 1,
+    progress: Callable[[float], None] | None = None,
+    max_frames: int | None = None,
+    tracker: FaceTracker | None = None,
+) -> VideoResult:
+    """Annotate every frame of ``in_path`` into ``out_path`` (MP4) and tabulate the faces.
+
+    ``progress`` is called with the fraction done (0–1). Raises ``VideoError`` for input that
+    is not a readable video; a corrupt tail after good frames ends the video early with a warning.
+    """
+    in_path, out_path = Path(in_path), Path(out_path)
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if in_path.resolve() == out_path.resolve():
+        raise VideoError(f"{out_path}: output would overwrite the input")
+    predictor = predictor or Predictor()
+    tracker = tracker or FaceTracker()
+    reset = getattr(predictor.detector, "reset", None)
+    if callable(reset):  # a stateful (tracking) detector starts afresh on every video
+        reset()
+    reader = _Reader(in_path, max_frames)
+    writer: _Writer | None = None
+    rows: list[list[Any]] = []
+    preds: list[FacePrediction] = []
+    try:
+        for index, (time_s, rgb) in enumerate(reader):
+            if writer is None:
+                out_path.parent.mkdir(parents=True, exist_ok=True)
+                writer = _Writer(out_path, reader.fps, rgb.shape[1], rgb.shape[0])
+            if index % stride == 0:
+                preds = tracker.update(predictor.predict(rgb))
+                rows.extend(_rows(index, time_s, preds))
+            writer.write(annotate(rgb, preds))
+            if progress and reader.expected:
+                progress(min((index + 1) / reader.expected, 0.999))
+        if writer is None:
+            raise VideoError(f"{in_path}: no frames could be decoded")
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            _close_quietly(writer)
+            out_path.unlink(missing_ok=True)
+        raise
+    finally:
+        reader.close()
+    table = _table(rows, csv_path)
+    if progress:
+        progress(1.0)
+    return VideoResult(
+        frames=reader.count, fps=float(reader.fps), table=table, out_path=out_path,
+        csv_path=Path(csv_path) if csv_path is not None else None,
+        analysed=(reader.count + stride - 1) // stride, codec=writer.codec, warning=reader.warning,
+    )
+
+
+def _table(rows: list[list[Any]], csv_path: str | Path | None) -> pd.DataFrame:
+    """The per-face table (written to ``csv_path`` when given)."""
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table["face_id"] = table["face_id"].astype("Int64")
+    if csv_path is not None:
+        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(csv_path, index=False)
+    return table
+
+
+def _close_quietly(writer: _Writer) -> None:
+    try:
+        writer.container.close()
+    except Exception:
+        pass
