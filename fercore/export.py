@@ -20,9 +20,14 @@ def export_tflite(model, file: str | Path) -> Path:
     """Convert a Keras model to a float32 .tflite file (LiteRT resizes the batch at run time)."""
     import tensorflow as tf
 
+    import contextlib
+    import sys
+
     file = Path(file)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    file.write_bytes(converter.convert())
+    with contextlib.redirect_stdout(sys.stderr):  # the converter prints its saved signature
+        data = converter.convert()
+    file.write_bytes(data)
     return file
 
 

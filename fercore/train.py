@@ -414,7 +414,8 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose:
     run_dir.mkdir(parents=True, exist_ok=True)
     stopper = _Stopper()
     stopper.install()
-    runs.clear_stop(run_dir)
+    if resume:  # the request that stopped it is spent; a fresh run honours an early Stop
+        runs.clear_stop(run_dir)
     start_epoch = 0
     resume_from = None
     if resume:

@@ -24,12 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from fercore.data import DataError, load_dataset
+    from fercore.data import DataError, load_dataset, normalize_split
     from fercore.evaluate import evaluate
 
     try:
         ds = load_dataset(args.data)
-        split = args.split or ("test" if "test" in ds.split_names else "all")
+        split = normalize_split(args.split) if args.split else (
+            "test" if "test" in ds.split_names else "all")
         result = evaluate(args.model, ds.split(split), tta=args.tta).to_dict()
     except (DataError, FileNotFoundError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

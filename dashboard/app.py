@@ -1,0 +1,24 @@
+"""FER toolkit dashboard: ``streamlit run dashboard/app.py``.
+
+One file per page in app_pages/; shared loaders and widgets in common.py. Only the selected page runs.
+The folder is deliberately not called ``pages/``: Streamlit treats a ``pages/`` folder beside the main
+script as an old-style multipage app until some session has called st.navigation, so on a freshly
+started server a deep link such as /webcam would run the page file alone (no page config, a
+different sidebar) instead of going through this navigation.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="FER toolkit", page_icon=":material/mood:", layout="wide")
+
+PAGES = [
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/dataset:", url_path="dataset"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
+    st.Page("app_pages/photo.py", title="Photo", icon=":material/photo_camera:", url_path="photo"),
+    st.Page("app_pages/video.py", title="Video", icon=":material/movie:", url_path="video"),
+    st.Page("app_pages/webcam.py", title="Webcam", icon=":material/videocam:", url_path="webcam"),
+]
+
+st.navigation(PAGES).run()

@@ -1,0 +1,113 @@
+"""The Webcam page end to end over real WebRTC: Chromium's fake camera plays a y4m made from a real
+photo, Streamlit and Chromium run in a network namespace (aiortc ignores loopback candidates), and
+the page must process at least 50 frames and draw a label on the face (DESIGN.md)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from browser_helpers import (CHROMIUM_FLAGS, SCREENSHOTS, Server, chromium_in_netns, netns, open_app, page_errors,
+                             save_screenshot, server_env, skip_unless_browser, write_y4m)
+from fercore.classify import default_model_path
+from fercore.labels import color_rgb
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTO = ROOT.parent / "shared" / "data" / "photos" / "astronaut.png"
+MIN_FRAMES = 50
+PORT = 8765  # inside a fresh namespace every port is free
+
+GRAB_FRAME_JS = """(v) => {
+  if (!v.videoWidth) return null;
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  c.getContext('2d').drawImage(v, 0, 0);
+  return c.toDataURL('image/png');
+}"""
+
+
+def decode_png(data_url: str) -> np.ndarray:
+    import cv2
+
+    raw = base64.b64decode(data_url.split(",", 1)[1])
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def colour_pixels_near_box(frame: np.ndarray, box: tuple[int, int, int, int], emotion: str) -> int:
+    """Pixels in the emotion's colour around a face box (its outline and the filled caption tag)."""
+    x, y, w, h = box
+    window = frame[max(0, y - 40):y + h + 40, max(0, x - 30):x + w + 30].reshape(-1, 3).astype(float)
+    return int((np.linalg.norm(window - np.array(color_rgb(emotion), float), axis=1) < 45).sum())
+
+
+def test_webcam_processes_frames_and_draws_labels(tmp_path):
+    skip_unless_browser(need_root=True)
+    if not Path(default_model_path()).exists():
+        pytest.skip(f"no trained model at {default_model_path()}")
+    if not PHOTO.exists():
+        pytest.skip(f"photo for the fake camera not found at {PHOTO}")
+    from playwright.sync_api import sync_playwright
+
+    y4m = write_y4m(PHOTO, tmp_path / "face.y4m")
+    name = f"fertest{os.getpid()}"
+    with netns(name):
+        server = Server(PORT, server_env(FER_RUNS=str(tmp_path / "runs"), FER_CACHE=str(tmp_path / "cache")),
+                        tmp_path / "streamlit.log", netns=name)
+        try:
+            server.wait_healthy(timeout=90)
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(
+                    executable_path=str(chromium_in_netns(name, tmp_path)),
+                    args=[*CHROMIUM_FLAGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                          f"--use-file-for-fake-video-capture={y4m}"])
+                try:
+                    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                    # localhost: a secure context, so the camera is allowed
+                    open_app(page, f"{server.url}/webcam", timeout=60, server=server)
+                    assert not page_errors(page), page_errors(page)
+                    # a deep link on a fresh server goes through the app's navigation
+                    assert page.get_by_role("link", name="Home").count() >= 1
+                    frame = page.frame_locator('iframe[data-testid="stCustomComponentV1"]').first
+                    frame.get_by_role("button", name=re.compile("start", re.I)).click(timeout=30_000)
+                    frames, deadline = 0, time.time() + 120
+                    while time.time() < deadline:
+                        m = re.search(r"frames processed: (\d+)", page.inner_text("body"))
+                        frames = int(m.group(1)) if m else 0
+                        if frames >= MIN_FRAMES:
+                            break
+                        time.sleep(0.5)
+                    print(f"\nwebcam: {frames} frames processed")
+                    assert frames >= MIN_FRAMES, f"only {frames} frames processed:\n{server.log_text()}"
+                    # the page reports the face; the returned video shows its box and label tag
+                    video = frame.locator("video").first
+                    found = None
+                    for _ in range(10):
+                        time.sleep(0.5)
+                        m = re.search(r"face (\d+): (\w+) \d+% at \((\d+), (\d+), (\d+), (\d+)\)",
+                                      page.inner_text("body"))
+                        data_url = video.evaluate(GRAB_FRAME_JS)
+                        if not (m and data_url):
+                            continue
+                        label, box = m.group(2), tuple(int(v) for v in m.group(3, 4, 5, 6))
+                        n = colour_pixels_near_box(decode_png(data_url), box, label)
+                        if n >= 150:
+                            found = (label, box, n)
+                            break
+                    assert found, "no face box and label tag in the emotion's colour on the returned video"
+                    print(f"webcam: face labelled {found[0]!r} at {found[1]}; {found[2]} pixels of its colour drawn")
+                    save_screenshot(page, SCREENSHOTS / "webcam.png", max_height=1600)
+                    m = re.search(r"frames processed: (\d+)", page.inner_text("body"))
+                    print(f"webcam: {m.group(1) if m else '?'} frames processed in total")
+                    frame.get_by_role("button", name=re.compile("stop", re.I)).click(timeout=10_000)
+                finally:
+                    browser.close()
+        finally:
+            server.stop()

@@ -1,0 +1,597 @@
+"""Every dashboard page through Streamlit's AppTest: renders without exception, shows its key
+elements, and turns bad input into a clear st.error while the app keeps working.
+
+Tests that need the trained model use the real default path (``$FER_MODEL`` or models/) and skip
+when it is absent; tests on FER2013 or the sample photos skip when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fercore.classify import default_model_path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "dashboard" / "app.py"
+
+requires_default_model = pytest.mark.skipif(
+    not Path(default_model_path()).exists(),
+    reason=f"no trained model at {default_model_path()} (models/ is filled by training; or set FER_MODEL)")
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    """Runs go to a fresh folder; no ICE server configuration from the environment."""
+    monkeypatch.setenv("FER_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("FER_ICE_SERVERS", raising=False)
+    monkeypatch.delenv("FER_DATA", raising=False)
+    # AppTest's Runtime is a MagicMock without a session manager, which streamlit-webrtc asks for
+    # its session info; outside a live server it does without (None), as in its own unit tests.
+    import streamlit_webrtc.component
+
+    monkeypatch.setattr(streamlit_webrtc.component, "get_this_session_info", lambda: None)
+
+
+def open_page(page: str, timeout: float = 60) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=timeout)
+    at.run()
+    if page != "home":
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert_ok(at)
+    return at
+
+
+def assert_ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption]
+                     + [i.value for i in at.info] + [w.value for w in at.warning]
+                     + [s.value for s in at.success])
+
+
+def plotly_charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def button(at: AppTest, label: str):
+    for b in at.button:
+        if b.label == label:
+            return b
+    raise AssertionError(f"no button {label!r}; have {[b.label for b in at.button]}")
+
+
+def write_fer_csv(path: Path, n: int = 70) -> Path:
+    rng = np.random.default_rng(0)
+    lines = ["emotion,pixels,Usage"]
+    for i in range(n):
+        px = " ".join(map(str, rng.integers(0, 255, 48 * 48)))
+        lines.append(f"{i % 7},{px},{'Training' if i < n * 0.8 else 'PublicTest'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def zip_folder(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, Path("fer") / f.relative_to(folder))
+    return buf.getvalue()
+
+
+def make_video(path: Path, image: Path, frames: int = 12, size: int = 256) -> Path:
+    """A short H.264/MPEG-4 clip of a photo drifting slowly (made with PyAV)."""
+    import av
+    import cv2
+
+    bgr = cv2.imread(str(image))
+    h, w = bgr.shape[:2]
+    side = min(h, w)
+    rgb = cv2.cvtColor(cv2.resize(bgr[:side, :side], (size + 16, size + 16)), cv2.COLOR_BGR2RGB)
+    with av.open(str(path), "w") as out:
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        stream = out.add_stream(codec, rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[i % 16:i % 16 + size, :size]), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Every page renders
+
+
+@pytest.mark.parametrize("page,title", [
+    ("home", "Facial expression recognition"), ("dataset", "Dataset"), ("train", "Train"),
+    ("evaluate", "Evaluate"), ("photo", "Photo"), ("video", "Video"), ("webcam", "Webcam"),
+])
+def test_every_page_renders(page, title, class_folder, monkeypatch):
+    monkeypatch.setenv("FER_DATA", str(class_folder))
+    at = open_page(page)
+    assert [t.value for t in at.title] == [title]
+    assert not errors(at)
+
+
+# ----------------------------------------------------------------------------------------------
+# Home
+
+
+def test_home_shows_dataset_found_and_model_state(class_folder, monkeypatch):
+    monkeypatch.setenv("FER_DATA", str(class_folder))
+    at = open_page("home")
+    assert any("Dataset found" in s.value for s in at.success)
+    headers = [h.value for h in at.header]
+    assert "Shipped model" in headers and "Dataset" in headers
+    if Path(default_model_path()).exists():
+        assert not any("No trained model" in w.value for w in at.warning)
+    if (ROOT / "models" / "metrics.json").exists() and not os.environ.get("FER_MODEL"):
+        labels = [m.label for m in at.metric]
+        assert {"Test accuracy", "Classes", "Size"} <= set(labels)
+        assert [m.value for m in at.metric if m.label == "Classes"] == ["7"]
+
+
+def test_home_without_dataset_or_model_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("FER_MODEL", str(tmp_path / "none.tflite"))
+    at = open_page("home")
+    text = texts(at)
+    assert "No trained model found" in text
+    assert "not a dataset" in text
+    for needle in ("fer2013.csv", "emotion,pixels,Usage", "train/", "FER_DATA", "Kaggle"):
+        assert needle in text, needle
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset
+
+
+def test_dataset_page_charts_samples_and_paging(class_folder, monkeypatch):
+    monkeypatch.setenv("FER_DATA", str(class_folder))
+    at = open_page("dataset")
+    assert not errors(at)
+    assert [m.value for m in at.metric if m.label == "Images"] == ["175"]
+    assert len(at.tabs) == 6
+    assert len(plotly_charts(at)) >= 2  # counts and intensities
+    assert len(at.image) > 10  # sample grid, mean faces, duplicates/blank thumbnails
+    pag = at.get("pagination")
+    assert pag, "sample grid has paging"
+    at.selectbox(key="sample_class").set_value("angry").run()
+    assert_ok(at)
+    assert "Duplicate groups" in [m.label for m in at.metric]
+
+
+@pytest.mark.data
+def test_dataset_page_real_fer_with_ferplus_and_revisit_is_instant(fer_dir, monkeypatch):
+    monkeypatch.setenv("FER_DATA", str(fer_dir))
+    at = open_page("dataset", timeout=180)
+    assert not errors(at)
+    assert [m.value for m in at.metric if m.label == "Images"] == ["32,298"]
+    assert int([m.value for m in at.metric if m.label == "Blank images"][0]) > 0
+    assert int([m.value for m in at.metric if m.label == "Conflicting labels"][0]) > 0
+    assert any("ferplus_votes.csv" in c.value for c in at.caption)  # FER+ tab found the votes
+    at.switch_page("app_pages/home.py").run()
+    t0 = time.perf_counter()
+    at.switch_page("app_pages/dataset.py").run()
+    revisit = time.perf_counter() - t0
+    assert_ok(at)
+    print(f"dataset page revisit: {revisit:.2f} s")
+    assert revisit < 3.0
+
+
+def test_dataset_page_class_folders_without_splits(tmp_path):
+    import cv2
+
+    from conftest import synthetic_faces
+
+    images, labels = synthetic_faces(28)
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        d = tmp_path / "faces" / ["Angry", "Disgusted", "fearful", "HAPPY", "sadness", "surprised", "calm"][lab]
+        d.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / f"{i}.png"), img)
+    at = open_page("dataset")
+    at.text_input(key="ds_path").set_value(str(tmp_path / "faces")).run()
+    assert_ok(at)
+    assert not errors(at)
+    assert [m.value for m in at.metric if m.label == "Images"] == ["28"]
+    assert at.selectbox(key="sample_split").options == ["all"]
+
+
+def test_dataset_upload_csv_gz_and_zip(class_folder, tmp_path):
+    at = open_page("dataset")
+    at.radio(key="ds_source").set_value("Upload").run()
+    csv = write_fer_csv(tmp_path / "mini.csv")
+    at.file_uploader(key="ds_upload").set_value(("mini.csv.gz", gzip.compress(csv.read_bytes()),
+                                                  "application/gzip")).run()
+    assert_ok(at)
+    assert not errors(at)
+    assert [m.value for m in at.metric if m.label == "Images"] == ["70"]
+    at.file_uploader(key="ds_upload").set_value(("fer.zip", zip_folder(class_folder), "application/zip")).run()
+    assert_ok(at)
+    assert not errors(at)
+    assert [m.value for m in at.metric if m.label == "Images"] == ["175"]
+
+
+@pytest.mark.parametrize("name,data", [
+    ("notes.csv", b"name,value\nx,1\n"),
+    ("broken.csv.gz", b"\x1f\x8b\x08\x00garbage"),
+    ("archive.zip", b"PK\x03\x04 this is not a zip"),
+    ("wrong_layout.zip", "layout"),
+])
+def test_dataset_bad_upload_is_a_clear_error(name, data, tmp_path):
+    if data == "layout":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("photos/holiday/readme.txt", "no class folders here")
+            zf.writestr("photos/cats/cat.txt", "meow")
+        data = buf.getvalue()
+    at = open_page("dataset")
+    at.radio(key="ds_source").set_value("Upload").run()
+    at.file_uploader(key="ds_upload").set_value((name, data, "application/octet-stream")).run()
+    assert_ok(at)
+    assert len(errors(at)) == 1 and name in errors(at)[0], errors(at)
+    # the app keeps working: switch back to a good path
+    at.radio(key="ds_source").set_value("Configured path").run()
+    assert_ok(at)
+
+
+def test_dataset_bad_path_is_a_clear_error(tmp_path, class_folder):
+    at = open_page("dataset")
+    at.radio(key="ds_source").set_value("Configured path").run()
+    at.text_input(key="ds_path").set_value(str(tmp_path / "missing")).run()
+    assert_ok(at)
+    assert errors(at) and "no such file or folder" in errors(at)[0]
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.txt").write_text("x")
+    at.text_input(key="ds_path").set_value(str(tmp_path / "junk")).run()
+    assert errors(at) and "not a dataset" in errors(at)[0]
+    at.text_input(key="ds_path").set_value(str(class_folder)).run()  # and it recovers
+    assert not errors(at)
+    assert [m.value for m in at.metric if m.label == "Images"] == ["175"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Train
+
+
+def test_train_page_form_and_bad_path(tmp_path):
+    at = open_page("train")
+    assert at.get("form"), "the training form"
+    assert "Runs" in [h.value for h in at.header]
+    at.text_input(key="train_data").set_value(str(tmp_path / "missing"))
+    button(at, "Start training").click().run()
+    assert_ok(at)
+    assert errors(at) and "no such file or folder" in errors(at)[0]
+    assert not list((tmp_path / "runs").glob("*")), "nothing was started"
+
+
+def _fake_run(runs_dir: Path, name: str, status: dict, log: str = "") -> Path:
+    from fercore import runs
+
+    run = runs_dir / name
+    run.mkdir(parents=True)
+    runs.write_config(run, {"model": "coursera", "epochs": 3, "data": "x"})
+    runs.write_json_atomic(run / runs.STATUS, status)
+    if log:
+        (run / runs.LOG).write_text(log)
+    return run
+
+
+def test_train_page_one_at_a_time_and_crashed_run(tmp_path, class_folder):
+    runs_dir = tmp_path / "runs"
+    _fake_run(runs_dir, "run-crashed", {"state": "failed", "error": "DataError: bad pixels in row 7",
+                                        "started": time.time() - 60, "finished": time.time()},
+              log="loading data\nTraceback (most recent call last):\nDataError: bad pixels in row 7\n")
+    _fake_run(runs_dir, "run-busy", {"state": "running", "pid": os.getpid(), "started": time.time(),
+                                     "epoch": 1, "epochs": 3, "step": 10, "steps_per_epoch": 100, "eta": 90})
+    at = open_page("train")
+    assert any("A training is running (run-busy)" in i.value for i in at.info)
+    assert at.get("progress"), "progress bar of the running run"
+    assert any(b.label == "Stop" for b in at.button)
+    at.text_input(key="train_data").set_value(str(class_folder))
+    button(at, "Start training").click().run()
+    assert_ok(at)
+    assert any("already running" in e for e in errors(at)), errors(at)
+    # the crashed run: its error and its log tail
+    at.selectbox(key="train_pick").set_value("run-crashed").run()
+    assert any("bad pixels in row 7" in e for e in errors(at))
+    assert any("Traceback" in c.value for c in at.code)
+    table = at.dataframe[0].value
+    assert set(table["state"]) == {"failed", "running"}
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_path):
+    from fercore import runs
+
+    at = open_page("train")
+    at.text_input(key="train_data").set_value(str(fer_dir))
+    at.selectbox(key="train_model").set_value("coursera")
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_batch").set_value(16)
+    at.number_input(key="train_subset").set_value(3000)
+    at.selectbox(key="train_opt").set_value("adam")
+    at.number_input(key="train_lr").set_value(0.001)
+    button(at, "Start training").click().run()
+    assert_ok(at)
+    assert not errors(at), errors(at)
+    started = list((tmp_path / "runs").iterdir())
+    assert len(started) == 1
+    run = started[0]
+    try:
+        cfg = runs.read_config(run)
+        assert cfg["epochs"] == 1 and cfg["subset"] == 3000 and cfg["batch_size"] == 16
+        at.run()  # the live panel of the starting run: Stop waits until training runs
+        assert button(at, "Stop").disabled
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            m = runs.read_metrics(run)
+            if runs.read_status(run).get("state") == "running" and (m["kind"] == "batch").any():
+                break
+            assert runs.effective_state(run) in runs.ACTIVE_STATES, runs.log_tail(run)
+            time.sleep(0.2)
+        else:
+            pytest.fail("training did not start in time:\n" + runs.log_tail(run))
+        at.run()
+        assert [m.value for m in at.metric if m.label == "State"] == ["running"]
+        assert at.get("progress"), "progress bar"
+        button(at, "Stop").click().run()
+        assert runs.stop_requested(run) or runs.effective_state(run) not in runs.ACTIVE_STATES
+        deadline = time.time() + 180
+        while runs.effective_state(run) in runs.ACTIVE_STATES and time.time() < deadline:
+            time.sleep(0.5)
+        status = runs.read_status(run)
+        assert status["state"] == "stopped", (status, runs.log_tail(run))
+        at.run()
+        assert_ok(at)
+        state = [m.value for m in at.metric if m.label == "State"]
+        assert state and state[0] == "stopped"
+        assert len(plotly_charts(at)) >= 1, "batch-loss curve of the run"
+        table = at.dataframe[0].value
+        assert list(table["run"]) == [run.name] and list(table["state"]) == ["stopped"]
+    finally:
+        pid = runs.read_status(run).get("pid")
+        if runs.effective_state(run) in runs.ACTIVE_STATES and pid:
+            runs.request_stop(run)
+            time.sleep(5)
+            if runs.pid_alive(pid):
+                os.kill(int(pid), 15)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluate
+
+
+def test_evaluate_bad_dataset_path(tmp_path):
+    at = open_page("evaluate")
+    if not at.get("selectbox"):
+        pytest.skip("no model to evaluate (the page shows a warning)")
+    at.text_input(key="eval_data").set_value(str(tmp_path / "missing")).run()
+    assert_ok(at)
+    assert errors(at) and "no such file or folder" in errors(at)[0]
+
+
+def _common():
+    import sys
+
+    sys.path.insert(0, str(APP.parent))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(APP.parent))
+    return common
+
+
+@requires_default_model
+def test_evaluate_with_progress_matches_fercore_evaluate(class_folder):
+    from fercore.data import load_dataset
+    from fercore.evaluate import evaluate
+
+    ds = load_dataset(class_folder).split("test")
+    seen = []
+    for tta in (False, True):
+        ours = _common().evaluate_with_progress(default_model_path(), ds, tta, seen.append, chunk=16)
+        ref = evaluate(default_model_path(), ds, tta=tta)
+        np.testing.assert_allclose(ours.proba, ref.proba, atol=1e-5)
+        assert ours.to_dict()["confusion"] == ref.to_dict()["confusion"]
+    assert seen and seen[-1] == 1.0
+
+
+@requires_default_model
+@pytest.mark.data
+def test_evaluate_shipped_model_on_test_split(fer_dir, monkeypatch):
+    monkeypatch.setenv("FER_DATA", str(fer_dir))
+    at = open_page("evaluate", timeout=180)
+    assert at.selectbox(key="eval_split").value == "test"
+    at.number_input(key="eval_limit").set_value(300).run()
+    at.button(key="eval_go").click().run()
+    assert_ok(at)
+    assert not errors(at)
+    acc = [m.value for m in at.metric if m.label == "Accuracy"]
+    assert acc and float(acc[0].rstrip("%")) > 30
+    assert len(plotly_charts(at)) >= 1  # confusion matrix
+    assert len(at.dataframe[0].value) == 7  # per-class table
+    assert at.image, "misclassified gallery"
+    labels = [d.label for d in at.get("download_button")]
+    assert "Results (JSON)" in labels and ".tflite" in labels
+
+
+# ----------------------------------------------------------------------------------------------
+# Photo
+
+
+def test_photo_non_image_upload_is_a_clear_error(photos_dir):
+    at = open_page("photo")
+    if not at.get("file_uploader"):
+        pytest.fail("photo uploader missing")
+    if not Path(default_model_path()).exists():
+        pytest.skip("no trained model: the page asks for one before reading photos")
+    at.file_uploader(key="photo_upload").set_value([("notes.png", b"this is text", "image/png")]).run()
+    assert_ok(at)
+    assert errors(at) and "notes.png" in errors(at)[0] and "not an image" in errors(at)[0]
+    # the app keeps working: a good photo next to the bad one is analysed
+    at.selectbox(key="photo_sample").set_value("grace_hopper.jpg").run()
+    assert_ok(at)
+    assert len(errors(at)) == 1
+    assert at.dataframe, "faces table of the good photo"
+
+
+@requires_default_model
+def test_photo_astronaut_is_happy(photos_dir):
+    at = open_page("photo")
+    at.selectbox(key="photo_sample").set_value("astronaut.png").run()
+    assert_ok(at)
+    assert not errors(at)
+    faces = at.dataframe[0].value
+    assert len(faces) == 1 and faces["emotion"][0] == "happy", faces
+    assert len(plotly_charts(at)) == 1  # the 7 probabilities
+    assert len(at.image) >= 2  # annotated image + face crop
+    assert {"PNG", "CSV", "JSON"} <= {d.label for d in at.get("download_button")}
+
+
+@requires_default_model
+def test_photo_several_images_same_name_and_group_photo(photos_dir):
+    at = open_page("photo")
+    astro = (photos_dir / "astronaut.png").read_bytes()
+    at.file_uploader(key="photo_upload").set_value([
+        ("astronaut.png", astro, "image/png"),
+        ("t1.jpg", (photos_dir / "t1.jpg").read_bytes(), "image/jpeg"),
+    ])
+    at.selectbox(key="photo_sample").set_value("astronaut.png").run()
+    assert_ok(at)
+    assert not errors(at)
+    assert [s.value for s in at.subheader] == ["astronaut.png", "t1.jpg", "astronaut.png"]
+    assert len(at.dataframe) == 3, "a faces table per photo"
+
+
+@requires_default_model
+@pytest.mark.slow
+def test_photo_gradcam(photos_dir):
+    if not (Path(default_model_path()).parent / "model.keras").exists():
+        pytest.skip("Grad-CAM needs model.keras beside the model")
+    at = open_page("photo", timeout=180)
+    at.selectbox(key="photo_sample").set_value("astronaut.png")
+    at.toggle(key="photo_gradcam").set_value(True).run()
+    assert_ok(at)
+    assert not errors(at)
+    captions = [c for img in at.image for c in img.captions]
+    assert "Grad-CAM" in captions
+
+
+# ----------------------------------------------------------------------------------------------
+# Video
+
+
+@requires_default_model
+def test_video_corrupt_upload_is_a_clear_error_then_a_good_one_works(photos_dir, tmp_path):
+    at = open_page("video", timeout=120)
+    at.file_uploader(key="video_upload").set_value(("clip.mp4", os.urandom(4096), "video/mp4")).run()
+    assert_ok(at)
+    assert errors(at) and "clip.mp4" in errors(at)[0]
+    clip = make_video(tmp_path / "face.mp4", photos_dir / "astronaut.png")
+    at.file_uploader(key="video_upload").set_value(("face.mp4", clip.read_bytes(), "video/mp4")).run()
+    assert_ok(at)
+    assert not errors(at)
+    assert [m.value for m in at.metric if m.label == "Frames"] == ["12"]
+    assert at.get("video"), "the annotated video plays in the page"
+    assert len(plotly_charts(at)) == 2  # share per face + timeline
+    assert {"Annotated video", "Per-frame CSV"} <= {d.label for d in at.get("download_button")}
+
+
+# ----------------------------------------------------------------------------------------------
+# Webcam
+
+
+def test_webcam_without_model_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_MODEL", str(tmp_path / "none.tflite"))
+    at = open_page("webcam")
+    assert any("No trained model found" in w.value for w in at.warning)
+
+
+@requires_default_model
+def test_webcam_page_and_bad_ice_config():
+    at = open_page("webcam")
+    assert "frames processed: 0" in texts(at)
+    assert at.selectbox(key="webcam_detector").options == ["haar", "mtcnn"]
+    n_elements = len(at.main.children)
+    at.text_area(key="webcam_ice").set_value("[{not json").run()
+    assert_ok(at)
+    assert errors(at) and "ICE servers ignored" in errors(at)[0]
+    assert "frames processed: 0" in texts(at), "the page keeps working"
+    at.text_area(key="webcam_ice").set_value(json.dumps([{"urls": ["stun:127.0.0.1:3478"]}])).run()
+    assert not errors(at)
+    assert len(at.main.children) == n_elements
+
+
+@requires_default_model
+def test_webcam_frame_callback_draws_and_reports(photos_dir):
+    """The callback streamlit-webrtc calls per frame: predict → track → draw, results on the queue."""
+    import av
+
+    common = _common()
+    from fercore.predictor import Predictor, load_image
+
+    rgb = load_image(photos_dir / "astronaut.png")
+    live = common.LiveResults()
+    callback = common.make_frame_callback(live, Predictor("haar"), common.threading.Lock())
+    for _ in range(3):
+        out = callback(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+    drawn = out.to_ndarray(format="rgb24")
+    assert drawn.shape == rgb.shape and (drawn != rgb).any()
+    assert live.frames == 3
+    items = [live.queue.get_nowait() for _ in range(3)]
+    t, latency, faces = items[-1]
+    assert latency > 0 and faces[0]["face"] == 1 and faces[0]["label"] == "happy"
+
+
+# ----------------------------------------------------------------------------------------------
+# Import cost
+
+
+def test_prediction_pages_do_not_import_tensorflow(class_folder, tmp_path):
+    """Home, Photo, Video and Webcam run on LiteRT: rendering them must not import tensorflow
+    (about 6 s). Checked in a fresh interpreter, since other tests in this one may import it."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, os
+import streamlit_webrtc.component as c
+c.get_this_session_info = lambda: None
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({str(APP)!r}, default_timeout=120)
+at.run()
+for page in ("photo", "video", "webcam", "home"):
+    at.switch_page(f"app_pages/{{page}}.py").run()
+    assert not at.exception, (page, [e.value for e in at.exception])
+if {Path(default_model_path()).exists() and (ROOT.parent / "shared" / "data" / "photos" / "astronaut.png").exists()!r}:
+    at.switch_page("app_pages/photo.py").run()
+    at.selectbox(key="photo_sample").set_value("astronaut.png").run()
+    assert not at.exception
+print("TF" if "tensorflow" in sys.modules else "NO-TF")
+"""
+    env = {**os.environ, "FER_DATA": str(class_folder), "FER_RUNS": str(tmp_path / "runs")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "NO-TF", out.stdout

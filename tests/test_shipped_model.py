@@ -1,0 +1,57 @@
+"""The model shipped in models/: accuracy on PublicTest, formats agree, size, metadata."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHIPPED_MODEL_DIR, requires_model
+
+pytestmark = requires_model
+
+
+@pytest.fixture(scope="module")
+def public_test(fer_dir):
+    from fercore.data import load_dataset
+
+    return load_dataset(fer_dir).split("test")
+
+
+@pytest.fixture(scope="module")
+def tflite_result(public_test):
+    from fercore.evaluate import evaluate
+
+    return evaluate(None, public_test)  # default model = the shipped one
+
+
+def test_default_model_is_shipped_tflite():
+    from fercore.classify import default_model_path
+
+    assert default_model_path().resolve() == (SHIPPED_MODEL_DIR / "model.tflite").resolve()
+
+
+def test_public_test_accuracy_at_least_68(tflite_result):
+    assert tflite_result.to_dict()["accuracy"] >= 0.68
+
+
+def test_formats_give_same_top1(public_test, tflite_result):
+    from fercore.evaluate import evaluate
+
+    ref = tflite_result.to_dict()["accuracy"]
+    for name in ("model.keras", "model.json"):
+        acc = evaluate(SHIPPED_MODEL_DIR / name, public_test).to_dict()["accuracy"]
+        assert abs(acc - ref) <= 0.001, name
+
+
+def test_metrics_json_matches_measurement(tflite_result):
+    metrics = json.loads((SHIPPED_MODEL_DIR / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(tflite_result.to_dict()["accuracy"], abs=1e-4)
+    assert np.array(metrics["confusion"]).shape == (7, 7)
+
+
+def test_models_folder_is_lean():
+    total = sum(p.stat().st_size for p in SHIPPED_MODEL_DIR.iterdir() if p.is_file())
+    assert total <= 30 * 1024 * 1024
+    assert (SHIPPED_MODEL_DIR / "MODEL_CARD.md").exists()
