@@ -60,6 +60,7 @@ class TrainConfig:
     init_from: str = ""  # a .keras model to fine-tune
     strategy: str = "default"  # default | mirrored | multiworker
     log_every: int = 20  # batches between metrics.csv rows
+    mixed_precision: bool = False  # bfloat16 compute (fast on CPUs with AMX/AVX512-BF16)
     init_from_config: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -431,6 +432,8 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose:
                        finished=None, epoch=start_epoch, epochs=config.epochs)
     try:
         keras.utils.set_random_seed(config.seed)
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
         tx, ty, tw, vx, vy = prepare_data(config)
         strategy = get_strategy(config.strategy)
         global_batch = config.batch_size
@@ -454,8 +457,9 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose:
                   callbacks=callbacks, verbose=verbose)
         if stopper.requested:
             return runs.update_status(run_dir, state="stopped", finished=time.time())
-        _export_final(run_dir, config)
-        return runs.update_status(run_dir, state="finished", finished=time.time())
+        export_error = _export_final(run_dir)
+        return runs.update_status(run_dir, state="finished", finished=time.time(),
+                                  export_error=export_error)
     except BaseException as exc:  # record why, then let the caller see it
         runs.update_status(run_dir, state="failed", finished=time.time(),
                            error=f"{type(exc).__name__}: {exc}",
@@ -463,13 +467,21 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose:
         raise
 
 
-def _export_final(run_dir: Path, config: TrainConfig) -> None:
-    """Export the best checkpoint (or the last one) in every format into ``export/``."""
+def _export_final(run_dir: Path) -> str | None:
+    """Export the best checkpoint (or the last one) in every format into ``export/``.
+
+    Returns None, or the reason the export failed (training itself still counts as finished:
+    the checkpoints are there and ``python -m training.export`` can be retried).
+    """
     from fercore.export import export_all
 
     best = run_dir / runs.BEST
     src = best if best.exists() else run_dir / runs.LAST
-    export_all(src, run_dir / runs.EXPORT, check=False)
+    try:
+        export_all(src, run_dir / runs.EXPORT, check=False)
+    except Exception as exc:  # noqa: BLE001 - reported in status.json, checkpoints are kept
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def class_names() -> list[str]:
