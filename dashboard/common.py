@@ -306,32 +306,14 @@ def png_bytes(rgb) -> bytes:
     return buf.tobytes()
 
 
-def evaluate_with_progress(model_path, dataset, tta: bool, progress, chunk: int = 512):
-    """fercore.evaluate's result for ``dataset``, computed in chunks so the page can show progress.
+def evaluate_with_progress(model_path, dataset, tta: bool, progress):
+    """fercore.evaluate with the cached classifier (loaded once) and a progress callback."""
+    from fercore.evaluate import evaluate
 
-    Same arithmetic as ``fercore.evaluate.predict_proba`` (mean over the TTA views), but with the
-    cached classifier, so the model is loaded once rather than per chunk.
-    """
-    import numpy as np
-
-    from fercore.evaluate import EvalResult, tta_views
-    from fercore.labels import NUM_CLASSES
-    from fercore.preprocess import to_model_input
-
-    n = len(dataset)
-    if n == 0:
+    if len(dataset) == 0:
         raise DataError("the split has no images to evaluate")
     backend = get_classifier(str(model_path)).backend
-    total = np.zeros((n, NUM_CLASSES), np.float64)
-    for start in range(0, n, chunk):
-        faces = dataset.images[start:start + chunk]
-        views = tta_views(faces) if tta else [faces]
-        for view in views:
-            total[start:start + len(faces)] += backend.predict(to_model_input(np.ascontiguousarray(view)))
-        total[start:start + len(faces)] /= len(views)
-        progress(min(1.0, (start + len(faces)) / n))
-    return EvalResult(y_true=dataset.labels.astype(np.int64), proba=total.astype(np.float32),
-                      model=str(model_path), tta=tta)
+    return evaluate(backend, dataset, tta=tta, progress=progress, model_name=str(model_path))
 
 
 # ----------------------------------------------------------------------------------------------

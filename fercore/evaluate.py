@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from fercore.classify import load_backend
+from fercore.classify import Backend, load_backend
 from fercore.data import Dataset
 from fercore.labels import EMOTIONS, NUM_CLASSES
 from fercore.preprocess import FACE_SIZE, to_model_input
@@ -31,17 +31,27 @@ def tta_views(faces: np.ndarray, crop: int = 44) -> list[np.ndarray]:
     return views
 
 
-def predict_proba(model_path: str | Path | None, faces: np.ndarray, tta: bool = False,
-                  batch_size: int = 256) -> np.ndarray:
-    """(n, 7) probabilities for (n, 48, 48) uint8 faces; averaged over TTA views if asked."""
-    backend = load_backend(model_path)
-    views = tta_views(faces) if tta else [faces]
-    total = np.zeros((len(faces), NUM_CLASSES), np.float64)
-    for view in views:
-        for start in range(0, len(view), batch_size):
-            chunk = view[start : start + batch_size]
-            total[start : start + len(chunk)] += backend.predict(to_model_input(np.ascontiguousarray(chunk)))
-    return (total / len(views)).astype(np.float32)
+def predict_proba(model: str | Path | Backend | None, faces: np.ndarray, tta: bool = False,
+                  batch_size: int = 512,
+                  progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """(n, 7) probabilities for (n, 48, 48) uint8 faces; averaged over TTA views if asked.
+
+    ``model`` is a model file (the shipped one if None) or an already loaded backend;
+    ``progress`` is called with the fraction done after each batch.
+    """
+    backend = model if hasattr(model, "predict") else load_backend(model)
+    n = len(faces)
+    total = np.zeros((n, NUM_CLASSES), np.float64)
+    for start in range(0, n, batch_size):
+        chunk = faces[start : start + batch_size]
+        views = tta_views(chunk) if tta else [chunk]
+        for view in views:
+            total[start : start + len(chunk)] += backend.predict(
+                to_model_input(np.ascontiguousarray(view)))
+        total[start : start + len(chunk)] /= len(views)
+        if progress is not None:
+            progress(min(1.0, (start + len(chunk)) / n))
+    return total.astype(np.float32)
 
 
 @dataclass
@@ -81,12 +91,17 @@ class EvalResult:
         }
 
 
-def evaluate(model_path: str | Path | None, dataset: Dataset, tta: bool = False) -> EvalResult:
-    """Classify every face of ``dataset`` with the model (the shipped one if None)."""
+def evaluate(model: str | Path | Backend | None, dataset: Dataset, tta: bool = False,
+             progress: Callable[[float], None] | None = None,
+             model_name: str | None = None) -> EvalResult:
+    """Classify every face of ``dataset`` with the model (a file, a loaded backend, or the
+    shipped model if None)."""
     from fercore.classify import default_model_path
 
-    path = Path(model_path) if model_path else default_model_path()
     if len(dataset) == 0:
         raise ValueError("the data set has no images to evaluate")
-    proba = predict_proba(path, dataset.images, tta=tta)
-    return EvalResult(y_true=dataset.labels.astype(np.int64), proba=proba, model=str(path), tta=tta)
+    if model is None:
+        model = default_model_path()
+    proba = predict_proba(model, dataset.images, tta=tta, progress=progress)
+    name = model_name or (str(model) if isinstance(model, (str, Path)) else type(model).__name__)
+    return EvalResult(y_true=dataset.labels.astype(np.int64), proba=proba, model=name, tta=tta)

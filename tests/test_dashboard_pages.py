@@ -411,7 +411,7 @@ def test_evaluate_with_progress_matches_fercore_evaluate(class_folder):
     ds = load_dataset(class_folder).split("test")
     seen = []
     for tta in (False, True):
-        ours = _common().evaluate_with_progress(default_model_path(), ds, tta, seen.append, chunk=16)
+        ours = _common().evaluate_with_progress(default_model_path(), ds, tta, seen.append)
         ref = evaluate(default_model_path(), ds, tta=tta)
         np.testing.assert_allclose(ours.proba, ref.proba, atol=1e-5)
         assert ours.to_dict()["confusion"] == ref.to_dict()["confusion"]

@@ -104,3 +104,17 @@ def test_export_formats_agree_on_real_faces(tmp_path, fer_dir, tiny_model_dir):
     model = keras.models.model_from_json((out / "model.json").read_text())
     model.load_weights(out / "model.weights.h5")
     assert model.output_shape == (None, 7)
+
+
+def test_predict_proba_batches_and_progress(tiny_model_dir):
+    from fercore.classify import load_backend
+    from fercore.evaluate import predict_proba
+
+    faces = np.random.default_rng(3).integers(0, 255, (37, 48, 48), dtype=np.uint8)
+    backend = load_backend(tiny_model_dir / "model.tflite")
+    seen: list[float] = []
+    small = predict_proba(backend, faces, tta=True, batch_size=8, progress=seen.append)
+    whole = predict_proba(tiny_model_dir / "model.tflite", faces, tta=True, batch_size=512)
+    np.testing.assert_allclose(small, whole, atol=1e-6)
+    np.testing.assert_allclose(small.sum(axis=1), 1.0, atol=1e-5)
+    assert len(seen) == 5 and seen[-1] == 1.0 and seen == sorted(seen)
