@@ -7,6 +7,10 @@ started server a deep link such as /webcam would run the page file alone (no pag
 different sidebar) instead of going through this navigation.
 """
 
+# pylibsrtp (aiortc's SRTP binding, used by the Webcam page) segfaults when it is first imported after
+# TensorFlow (Train, Evaluate, Grad-CAM and MTCNN import it). Loading it first, here, keeps the order safe
+# for the whole server process; it costs a few milliseconds.
+import pylibsrtp  # noqa: F401  (import order matters, see above)
 import streamlit as st
 
 st.set_page_config(page_title="FER toolkit", page_icon=":material/mood:", layout="wide")

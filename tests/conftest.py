@@ -8,6 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# pylibsrtp (aiortc, behind the Webcam page) segfaults when first imported after TensorFlow; the
+# dashboard imports it first (dashboard/app.py) and so must this test process.
+try:
+    import pylibsrtp  # noqa: F401
+except ImportError:  # pragma: no cover - webrtc extras missing: those tests skip
+    pass
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 FER_DIR = SHARED_DATA / "fer2013"

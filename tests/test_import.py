@@ -35,3 +35,19 @@ def test_no_core_module_imports_ui_or_cli_code():
             if stripped.startswith(("import ", "from ")):
                 assert not stripped.split()[1].split(".")[0] in {"streamlit", "training", "dashboard"}, \
                     f"{file.name}: {stripped}"
+
+
+def test_tensorflow_then_webcam_stack_does_not_crash():
+    """The dashboard imports pylibsrtp first; TF then the webrtc stack must then be safe."""
+    code = ("import pylibsrtp, tensorflow, streamlit_webrtc, aiortc\nprint('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__('os').environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok")
+
+
+def test_dashboard_entry_imports_pylibsrtp_before_anything_else():
+    from pathlib import Path
+
+    app = (Path(__file__).resolve().parent.parent / "dashboard" / "app.py").read_text()
+    imports = [ln for ln in app.splitlines() if ln.startswith(("import ", "from "))]
+    assert imports[0].startswith("import pylibsrtp")
