@@ -1,16 +1,26 @@
 """End-to-end latency per 640×480 frame: detect + crop + classify (decoding excluded).
 
 Frames are made from ../shared/data/photos: astronaut, grace_hopper and messi5 (one face each)
-and t1 (six faces), each scaled to fit 640×480 and centred on black. For each detector the
-script prints p50/p95 wall-clock ms per frame, the CPU ms per frame (this process, all threads)
-and the detect/classify split; when the ``fer`` package is importable, the same frames go
-through ``fer.FER().detect_emotions`` in the same run and the ratio is printed. Then it prints the
-faces found per photo (full photo, as ``Predictor.predict`` sees it) per detector. For live video
-it also times Haar inside a ``TrackingDetector`` on steady streams made from the same frames.
+and t1 (six faces), each scaled to fit 640×480 and centred on black. Per detector it prints:
 
-    python bench/frame_latency.py [--detectors haar,mtcnn] [--repeat 60] [--model PATH]
+* single frame — a stateless ``Predictor`` on each frame on its own (photos, uploads, the CLI):
+  p50/p95 wall-clock ms (OpenCV's tick counter), CPU ms of this process (all threads) and the
+  detect/classify split, for the one-face frames and the six-face frame;
+* stream — the same detector inside a ``TrackingDetector`` (whole-frame scan every 5th frame,
+  known faces followed in between) on steady streams of the same frames (webcam, video);
+  Haar only: the tracker follows faces with Haar;
+* faces found per bench frame and per full photo (as ``Predictor.predict`` sees it).
 
-Wall-clock figures depend on what else runs on the machine; the CPU figure shows the work done.
+``--legacy`` adds ``haar-legacy``, the Haar settings before the relative minimum face size
+(``min_face=0, max_side=320, scale_factor=1.2, min_neighbors=5``), for a before/after in one run.
+When the ``fer`` package is importable the same frames go through ``fer.FER().detect_emotions``.
+
+    python bench/frame_latency.py [--detectors haar,mtcnn] [--legacy] [--repeat 60] [--model PATH]
+                                  [--cv-threads N] [--min-faces 0.15,0.05]
+
+The classifier is ``--model``, else ``$FER_MODEL``, else models/model.tflite. Wall-clock figures
+depend on what else runs on the machine (note the load average printed first); the CPU figure
+shows the work done.
 """
 
 from __future__ import annotations
@@ -26,10 +36,13 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 PHOTOS = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data")) / "photos"
 ONE_FACE = ("astronaut.png", "grace_hopper.jpg", "messi5.jpg")
 SIX_FACES = "t1.jpg"
 FRAME_W, FRAME_H = 640, 480
+LEGACY_HAAR = {"min_face": 0.0, "max_side": 320, "scale_factor": 1.2, "min_neighbors": 5}
+STREAM_FULL_EVERY = 5
 
 
 def make_frame(rgb: np.ndarray, width: int = FRAME_W, height: int = FRAME_H) -> np.ndarray:
@@ -50,6 +63,23 @@ def percentiles(ms: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
 
 
+class Clock:
+    """Wall-clock ms from OpenCV's tick counter, CPU ms of this process (all threads)."""
+
+    def __init__(self):
+        import cv2
+
+        self._ticks, self._freq = cv2.getTickCount, cv2.getTickFrequency() / 1000.0
+
+    def __enter__(self) -> "Clock":
+        self._c0, self._t0 = time.process_time(), self._ticks()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = (self._ticks() - self._t0) / self._freq
+        self.cpu = (time.process_time() - self._c0) * 1000.0
+
+
 def time_predictor(predictor, frames: list[np.ndarray], repeat: int) -> dict[str, list[float]]:
     """Wall, CPU, detect and classify ms per call of ``predictor.predict`` (round-robin over frames)."""
     from fercore.preprocess import to_gray
@@ -59,20 +89,18 @@ def time_predictor(predictor, frames: list[np.ndarray], repeat: int) -> dict[str
     out: dict[str, list[float]] = {"wall": [], "cpu": [], "detect": [], "classify": []}
     for i in range(repeat * len(frames)):
         frame = frames[i % len(frames)]
-        c0, t0 = time.process_time(), time.perf_counter()
-        predictor.predict(frame)
-        t1, c1 = time.perf_counter(), time.process_time()
-        out["wall"].append((t1 - t0) * 1000)
-        out["cpu"].append((c1 - c0) * 1000)
+        with Clock() as c:
+            predictor.predict(frame)
+        out["wall"].append(c.wall)
+        out["cpu"].append(c.cpu)
         # the split, measured on a separate pass so it does not disturb the end-to-end figure
         gray = to_gray(frame)
-        s0 = time.perf_counter()
-        boxes = predictor.detect(frame, gray)
-        s1 = time.perf_counter()
-        predictor.predict_faces(frame, boxes, gray=gray)
-        s2 = time.perf_counter()
-        out["detect"].append((s1 - s0) * 1000)
-        out["classify"].append((s2 - s1) * 1000)
+        with Clock() as d:
+            boxes = predictor.detect(frame, gray)
+        with Clock() as k:
+            predictor.predict_faces(frame, boxes, gray=gray)
+        out["detect"].append(d.wall)
+        out["classify"].append(k.wall)
     return out
 
 
@@ -81,16 +109,17 @@ def steady_stream(frame: np.ndarray, n: int) -> list[np.ndarray]:
     return [np.roll(frame, (i % 10) - 5, axis=1) for i in range(n)]
 
 
-def time_stream(make_predictor, frames: list[np.ndarray], length: int) -> list[float]:
-    """Wall ms per frame of a fresh stateful predictor run over a steady stream of each frame."""
-    ms = []
+def time_stream(make_predictor, frames: list[np.ndarray], length: int) -> tuple[list[float], list[int]]:
+    """Wall ms and faces found per frame of a fresh stateful predictor over a steady stream of each frame."""
+    ms, found = [], []
     for frame in frames:
         predictor = make_predictor()
         for f in steady_stream(frame, length):
-            t0 = time.perf_counter()
-            predictor.predict(f)
-            ms.append((time.perf_counter() - t0) * 1000)
-    return ms
+            with Clock() as c:
+                faces = predictor.predict(f)
+            ms.append(c.wall)
+            found.append(len(faces))
+    return ms, found
 
 
 def time_fer(frames: list[np.ndarray], repeat: int) -> list[float] | None:
@@ -105,36 +134,51 @@ def time_fer(frames: list[np.ndarray], repeat: int) -> list[float] | None:
         detector.detect_emotions(f)
     ms = []
     for i in range(repeat * len(bgr)):
-        t0 = time.perf_counter()
-        detector.detect_emotions(bgr[i % len(bgr)])
-        ms.append((time.perf_counter() - t0) * 1000)
+        with Clock() as c:
+            detector.detect_emotions(bgr[i % len(bgr)])
+        ms.append(c.wall)
     return ms
 
 
-def report(name: str, stats: dict[str, list[float]], faces: int) -> float:
+def build_detector(name: str):
+    from fercore.detect import make_detector
+
+    if name == "haar-legacy":
+        return make_detector("haar", **LEGACY_HAAR)
+    return make_detector(name)
+
+
+def report(label: str, stats: dict[str, list[float]], found: list[int]) -> float:
     p50, p95 = percentiles(stats["wall"])
     cpu = float(np.median(stats["cpu"]))
     det, cls = float(np.median(stats["detect"])), float(np.median(stats["classify"]))
-    print(f"  {name:<9} {faces}-face frame: p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
-          f"cpu {cpu:7.2f} ms  (detect {det:.2f} + classify {cls:.2f} ms p50)")
+    print(f"  {label:<27} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  cpu {cpu:7.2f} ms  "
+          f"(detect {det:.2f} + classify {cls:.2f} ms p50)  faces found per frame {found}")
     return p50
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--detectors", default="haar,mtcnn")
+    p.add_argument("--detectors", default="haar,mtcnn", help="comma-separated: haar, mtcnn, haar-legacy")
+    p.add_argument("--legacy", action="store_true", help="also run haar-legacy (the settings before min_face)")
     p.add_argument("--repeat", type=int, default=60, help="passes over the frames (MTCNN: a tenth)")
     p.add_argument("--model", help="classifier model (default: $FER_MODEL or models/model.tflite)")
     p.add_argument("--photos", default=str(PHOTOS))
+    p.add_argument("--cv-threads", type=int, default=None, metavar="N",
+                   help="cv2.setNumThreads(N) before timing (default: OpenCV's own choice)")
     p.add_argument("--fer-reference", type=float, default=62.0, metavar="MS",
                    help="fer's ms per frame quoted when the package is not importable (issue: 62)")
-    p.add_argument("--haar-sides", type=lambda t: [int(v) for v in t.split(",") if v], default=[],
-                   metavar="N,N", help="also time Haar at these max_side values (e.g. 240,480)")
+    p.add_argument("--min-faces", type=lambda t: [float(v) for v in t.split(",") if v], default=[],
+                   metavar="F,F", help="also time Haar at these min_face values (e.g. 0.15,0.05)")
     args = p.parse_args(argv)
+
+    import cv2
 
     from fercore.classify import EmotionClassifier, default_model_path
     from fercore.predictor import load_image
 
+    if args.cv_threads is not None:
+        cv2.setNumThreads(args.cv_threads)
     photos = Path(args.photos)
     if not (photos / SIX_FACES).exists():
         print(f"photos not found in {photos}", file=sys.stderr)
@@ -147,61 +191,63 @@ def main(argv: list[str] | None = None) -> int:
     one = [make_frame(load_image(photos / n)) for n in ONE_FACE]
     six = [make_frame(load_image(photos / SIX_FACES))]
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    if args.legacy and "haar-legacy" not in detectors:
+        detectors.insert(detectors.index("haar") + 1 if "haar" in detectors else 0, "haar-legacy")
     print(f"frame latency, {FRAME_W}x{FRAME_H}, decode excluded; model {model.name} ({model.parent}); "
-          f"{os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.2f}")
-    p50_haar = bench_detectors(detectors, classifier, one, six, args.repeat)
-    if "haar" in detectors:
-        bench_tracking(classifier, one, six, args.repeat)
-    for side in args.haar_sides:
-        bench_haar_side(side, classifier, one, six, args.repeat)
+          f"{os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.2f}, OpenCV {cv2.__version__} "
+          f"with {cv2.getNumThreads()} threads")
+    print(f"one-face frames: {', '.join(ONE_FACE)}; six-face frame: {SIX_FACES}")
+    p50_haar = None
+    for name in detectors:
+        p50 = bench_detector(name, classifier, one, six, args.repeat)
+        if name == "haar":
+            p50_haar = p50
+    for fraction in args.min_faces:
+        bench_min_face(fraction, classifier, one, six, args.repeat)
     bench_fer(one, args.repeat, p50_haar, args.fer_reference)
     faces_per_photo(photos, detectors, classifier)
     return 0
 
 
-def bench_detectors(detectors, classifier, one, six, repeat: int) -> float | None:
-    """Stateless Predictor per detector on the one- and six-face frames; returns Haar's 1-face p50."""
-    from fercore.detect import make_detector
+def bench_detector(name: str, classifier, one, six, repeat: int) -> float:
+    """Single-frame and stream latency of one detector; returns the single-frame one-face p50."""
+    from fercore.detect import HaarDetector, TrackingDetector
     from fercore.predictor import Predictor
 
-    p50_haar = None
-    for name in detectors:
-        predictor = Predictor(make_detector(name), classifier)
-        passes = max(2, repeat // 10) if name == "mtcnn" else repeat
-        print(f"{name}: {predictor.detector!r}, {passes} passes")
-        p50 = report(name, time_predictor(predictor, one, passes), 1)
-        report(name, time_predictor(predictor, six, passes), 6)
-        if name == "haar":
-            p50_haar = p50
-    return p50_haar
-
-
-def bench_tracking(classifier, one, six, repeat: int) -> None:
-    """Haar inside a TrackingDetector on steady streams of the same frames (live-video setting)."""
-    from fercore.detect import TrackingDetector, make_detector
-    from fercore.predictor import Predictor
+    detector = build_detector(name)
+    predictor = Predictor(detector, classifier)
+    passes = max(2, repeat // 10) if name == "mtcnn" else repeat
+    print(f"{name}: {detector!r}, {passes} passes")
+    found_one = [len(predictor.predict(f)) for f in one]
+    found_six = [len(predictor.predict(f)) for f in six]
+    p50 = report("single frame, 1 face", time_predictor(predictor, one, passes), found_one)
+    report("single frame, 6 faces", time_predictor(predictor, six, passes), found_six)
+    if not isinstance(detector, HaarDetector):
+        print("  stream (tracking)           n/a: TrackingDetector follows faces with Haar")
+        return p50
 
     def tracking():
-        return Predictor(TrackingDetector(make_detector("haar"), full_every=5), classifier)
+        return Predictor(TrackingDetector(build_detector(name), full_every=STREAM_FULL_EVERY), classifier)
 
-    print(f"haar+track: {tracking().detector!r}, steady {FRAME_W}x{FRAME_H} streams "
-          f"(whole-frame scan every 5th frame, known faces followed in between)")
-    for label, frames in (("1-face", one), ("6-face", six)):
-        ms = time_stream(tracking, frames, repeat)
-        p50, p95 = percentiles(ms)
-        print(f"  haar+track {label} stream: p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  mean {np.mean(ms):7.2f} ms")
+    for label, frames in (("1 face", one), ("6 faces", six)):
+        ms, found = time_stream(tracking, frames, passes)
+        s50, s95 = percentiles(ms)
+        print(f"  {'stream (tracking), ' + label:<27} p50 {s50:7.2f} ms  p95 {s95:7.2f} ms  "
+              f"mean {np.mean(ms):7.2f} ms  (full scan every {STREAM_FULL_EVERY}th frame)  "
+              f"faces found per frame {np.mean(found):.2f} mean")
+    return p50
 
 
-def bench_haar_side(side: int, classifier, one, six, repeat: int) -> None:
-    """Haar at another ``max_side``: latency on the 1-face frames, faces found on all frames."""
+def bench_min_face(fraction: float, classifier, one, six, repeat: int) -> None:
+    """Haar at another ``min_face``: single-frame latency on the 1-face frames, faces found on all frames."""
     from fercore.detect import make_detector
     from fercore.predictor import Predictor
 
-    predictor = Predictor(make_detector("haar", max_side=side), classifier)
+    predictor = Predictor(make_detector("haar", min_face=fraction), classifier)
     stats = time_predictor(predictor, one, max(2, repeat // 3))
     p50, p95 = percentiles(stats["wall"])
     found = [len(predictor.predict(f)) for f in one + six]
-    print(f"  haar max_side {side:<5} 1-face frame: p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
+    print(f"  haar min_face {fraction:<5} single frame, 1 face: p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
           f"cpu {float(np.median(stats['cpu'])):7.2f} ms  faces found per frame {found}")
 
 
@@ -210,26 +256,26 @@ def bench_fer(one, repeat: int, p50_haar: float | None, reference: float) -> Non
     fer_ms = time_fer(one, max(2, repeat // 4))
     if fer_ms is None:
         ratio = f" ({reference / p50_haar:.1f}x our haar p50, other conditions)" if p50_haar else ""
-        print(f"  fer       not importable: no same-run comparison; the issue quotes {reference:.0f} ms/frame{ratio}")
+        print(f"fer: not importable, no same-run comparison; the issue quotes {reference:.0f} ms/frame{ratio}")
         return
     f50, f95 = percentiles(fer_ms)
-    print(f"  fer       1-face frame: p50 {f50:7.2f} ms  p95 {f95:7.2f} ms")
+    print(f"fer: single frame, 1 face: p50 {f50:7.2f} ms  p95 {f95:7.2f} ms")
     if p50_haar:
         print(f"  ratio fer / haar (p50): {f50 / p50_haar:.1f}x")
 
 
 def faces_per_photo(photos: Path, detectors, classifier) -> None:
     """Faces found in each full photo (decoded from its file) per detector."""
-    from fercore.detect import make_detector
     from fercore.predictor import Predictor
 
-    print("faces found per photo (full photo through Predictor.predict):")
+    print("faces found per full photo (Predictor.predict on the file):")
     names = sorted(x.name for x in photos.iterdir() if x.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    print(f"  {'photo':<18}" + "".join(f"{d:>7}" for d in detectors))
-    predictors = {d: Predictor(make_detector(d), classifier) for d in detectors}
+    width = max(len(d) for d in detectors) + 2
+    print(f"  {'photo':<18}" + "".join(f"{d:>{width}}" for d in detectors))
+    predictors = {d: Predictor(build_detector(d), classifier) for d in detectors}
     for n in names:
         counts = [len(predictors[d].predict(photos / n)) for d in detectors]
-        print(f"  {n:<18}" + "".join(f"{c:>7}" for c in counts))
+        print(f"  {n:<18}" + "".join(f"{c:>{width}}" for c in counts))
 
 
 if __name__ == "__main__":

@@ -333,6 +333,16 @@ class LiveResults:
         self.tracker = FaceTracker()
         self.frames = 0
         self._lock = threading.Lock()
+        self.detector = None  # this session's stream detector (Haar follows faces between scans)
+        self.detector_name = ""
+
+    def use_detector(self, name: str) -> None:
+        """Give this stream its own detector (a tracking Haar detector for "haar")."""
+        from fercore.detect import make_stream_detector
+
+        if name != self.detector_name:
+            self.detector = make_stream_detector(name)
+            self.detector_name = name
 
     def record(self, t: float, latency: float, preds) -> None:
         import queue
@@ -364,7 +374,10 @@ def make_frame_callback(live: LiveResults, predictor, lock):
         t0 = time.perf_counter()
         rgb = frame.to_ndarray(format="rgb24")
         with lock:
-            preds = predictor.predict(rgb)
+            if live.detector is not None:
+                preds = predictor.predict_faces(rgb, live.detector.detect(rgb))
+            else:
+                preds = predictor.predict(rgb)
         preds = live.tracker.update(preds)
         out = annotate(rgb, preds)
         live.record(time.time(), time.perf_counter() - t0, preds)

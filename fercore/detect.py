@@ -24,7 +24,9 @@ DETECTORS: tuple[str, ...] = ("haar", "mtcnn")
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 HAAR_WINDOW = 24  # native window side of the bundled frontal-face cascade
+HAAR_MIN_FACE = 0.1  # default smallest face, as a fraction of the image's shorter side
 _NEAR_SIDE = 56.0  # detect_near scans a copy on which the known face is about this wide
+_NEAR_SCALE_FACTOR = 1.2  # detect_near's size steps: finer than a full scan's, the region is small
 
 
 class DetectorError(ValueError):
@@ -120,21 +122,30 @@ def _to_boxes(rects: Any, factor: float, width: int, height: int) -> list[Box]:
 class HaarDetector:
     """OpenCV's bundled frontal-face Haar cascade, tuned for speed.
 
-    The image is converted to gray, downscaled so its longer side is at most ``max_side``,
-    histogram-equalised, and scanned from ``min_size`` pixels (in that downscaled copy) upward;
-    boxes are mapped back to the original pixels. With the defaults a 640×480 frame is scanned at
-    320×240, so faces from about 48 px are found. Raise ``max_side`` for small faces in large photos
-    (cost grows with its square), lower ``scale_factor`` or ``min_neighbors`` for recall.
+    Faces are looked for from ``min_face`` of the image's shorter side upward (default a tenth:
+    48 px in a 640×480 frame, 72 px in a 1280×720 one). The image is converted to gray and
+    downscaled so that this smallest face spans ``min_size`` pixels (the cascade's 24-px window)
+    in the scanned copy (never upscaled); the copy is histogram-equalised and scanned, and boxes
+    are mapped back to the original pixels. A 640×480 frame is thus scanned at 320×240, a
+    1280×720 one at 427×240, a 12-megapixel photo at 320×240: the cost hardly depends on the
+    input size. ``max_side`` bounds the copy's longer side (panoramas, tiny ``min_face``).
+
+    The scan costs about ``1 / min_face²``: lower ``min_face`` for small faces in group photos or
+    wide shots (0.05 finds faces half as large at ~4× the cost). ``min_face=0`` turns the relative
+    limit off: the copy is then ``max_side`` on its longer side whatever the image (e.g.
+    ``HaarDetector(min_face=0, max_side=320)``). Lower ``scale_factor`` (finer size steps) or
+    ``min_neighbors`` for recall, raise ``min_neighbors`` for fewer false detections.
     """
 
     def __init__(
         self,
-        scale_factor: float = 1.2,
-        min_neighbors: int = 5,
+        scale_factor: float = 1.25,
+        min_neighbors: int = 3,
         min_size: int = HAAR_WINDOW,
-        max_side: int = 320,
+        max_side: int = 1024,
         equalize: bool = True,
         cascade: str = HAAR_CASCADE,
+        min_face: float = HAAR_MIN_FACE,
     ):
         import cv2
 
@@ -146,11 +157,14 @@ class HaarDetector:
             raise DetectorError(f"min_size must be >= 1 pixel, got {min_size}")
         if max_side < HAAR_WINDOW:
             raise DetectorError(f"max_side must be >= {HAAR_WINDOW}, got {max_side}")
+        if not 0.0 <= min_face < 1.0:
+            raise DetectorError(f"min_face must be a fraction of the shorter side in [0, 1), got {min_face}")
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)
         self.min_size = int(min_size)
         self.max_side = int(max_side)
         self.equalize = bool(equalize)
+        self.min_face = float(min_face)
         path = cascade if "/" in cascade else cv2.data.haarcascades + cascade
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
@@ -160,8 +174,19 @@ class HaarDetector:
     def __repr__(self) -> str:
         return (
             f"HaarDetector(scale_factor={self.scale_factor}, min_neighbors={self.min_neighbors}, "
-            f"min_size={self.min_size}, max_side={self.max_side}, equalize={self.equalize})"
+            f"min_size={self.min_size}, max_side={self.max_side}, equalize={self.equalize}, "
+            f"min_face={self.min_face})"
         )
+
+    def scan_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the copy that is scanned for a ``width``×``height`` image."""
+        s = min(1.0, self.max_side / max(width, height, 1))
+        if self.min_face > 0:
+            window = max(self.min_size, HAAR_WINDOW)  # OpenCV never scans below the cascade's window
+            s = min(s, window / (self.min_face * max(min(width, height), 1)))
+        if s >= 1.0:
+            return width, height
+        return max(1, round(width * s)), max(1, round(height * s))
 
     def detect(self, rgb: np.ndarray) -> list[Box]:
         """Face boxes in ``rgb``'s pixels."""
@@ -171,9 +196,11 @@ class HaarDetector:
         """Face boxes in a 2-D uint8 grayscale image (saves a colour conversion when the caller has one)."""
         import cv2
 
-        small, factor = fit_within(gray, self.max_side)
-        if min(small.shape[:2]) < max(self.min_size, HAAR_WINDOW):
+        height, width = gray.shape[:2]
+        sw, sh = self.scan_size(width, height)
+        if min(sw, sh) < max(self.min_size, HAAR_WINDOW):
             return []
+        small = gray if (sw, sh) == (width, height) else cv2.resize(gray, (sw, sh), interpolation=cv2.INTER_AREA)
         if self.equalize:
             small = cv2.equalizeHist(small)
         size = (self.min_size, self.min_size)
@@ -181,15 +208,14 @@ class HaarDetector:
             rects = self._cascade.detectMultiScale(
                 small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=size
             )
-        return _to_boxes(rects, factor, gray.shape[1], gray.shape[0])
-
+        return _to_boxes(rects, width / sw, width, height)
 
     def detect_near(self, gray: np.ndarray, box: Box, margin: float = 0.5, size_range: float = 1.5) -> list[Box]:
         """Faces in a 2-D gray image found only around ``box`` and at sizes near its own.
 
         The search region is ``box`` widened by ``margin`` of its side on every side; sizes from
         ``side / size_range`` to ``side * size_range`` are scanned, on a copy scaled so the box is
-        about 40 px. Costs a small fraction of a full scan.
+        about 56 px. Costs a small fraction of a full scan.
         """
         import cv2
 
@@ -210,7 +236,8 @@ class HaarDetector:
         hi = max(lo + 1, int(round(side * s * size_range)))
         with self._lock:
             rects = self._cascade.detectMultiScale(
-                crop, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(lo, lo), maxSize=(hi, hi)
+                crop, scaleFactor=min(self.scale_factor, _NEAR_SCALE_FACTOR), minNeighbors=self.min_neighbors,
+                minSize=(lo, lo), maxSize=(hi, hi),
             )
         height, width = gray.shape[:2]
         return [
@@ -340,3 +367,12 @@ def make_detector(name: str = "haar", **params: Any) -> FaceDetector:
         return cls(**params)
     except TypeError as exc:  # an unknown keyword
         raise DetectorError(f"bad parameter for the {key} detector: {exc}") from None
+
+
+def make_stream_detector(name: str = "haar", **params: Any) -> FaceDetector:
+    """A detector for one live stream (webcam or video): Haar wrapped in a :class:`TrackingDetector`
+    (stateful: one per stream), or the named detector itself when it has no tracking mode."""
+    detector = make_detector(name, **params)
+    if isinstance(detector, HaarDetector):
+        return TrackingDetector(detector)
+    return detector

@@ -24,6 +24,7 @@ from fercore.predictor import load_image
 # Face centres (x, y) in the sample photos, measured by eye on the originals.
 ASTRONAUT_FACE = (222, 115)
 GRACE_FACE = (262, 215)
+MESSI_FACE = (241, 111)
 
 
 def _contains(box: Box, point: tuple[float, float]) -> bool:
@@ -75,6 +76,22 @@ def test_make_detector_rejects_unknown_names_and_params():
         HaarDetector(scale_factor=1.0)
     with pytest.raises(ValueError, match="max_side"):
         HaarDetector(max_side=10)
+    with pytest.raises(ValueError, match="min_face"):
+        HaarDetector(min_face=1.5)
+    with pytest.raises(ValueError, match="min_face"):
+        HaarDetector(min_face=-0.1)
+
+
+def test_haar_scans_a_copy_where_the_smallest_face_fills_the_cascade_window():
+    det = HaarDetector()  # smallest face: a tenth of the shorter side, scanned at 24 px
+    assert det.min_face == pytest.approx(0.1)
+    assert det.scan_size(640, 480) == (320, 240)
+    assert det.scan_size(1280, 720) == (427, 240)
+    assert det.scan_size(4000, 3000) == (320, 240)  # cost independent of the photo's size
+    assert det.scan_size(200, 150) == (200, 150)  # never upscaled
+    assert HaarDetector(min_face=0.05).scan_size(640, 480) == (640, 480)  # half the face size: 4x the pixels
+    assert HaarDetector(min_face=0.1, max_side=200).scan_size(640, 480) == (200, 150)
+    assert HaarDetector(min_face=0, max_side=320).scan_size(1280, 720) == (320, 180)
 
 
 def test_haar_is_a_face_detector_and_ignores_blank_and_tiny_images():
@@ -105,7 +122,7 @@ def test_haar_finds_the_face_in_single_face_photos(photos_dir):
 
 @pytest.mark.data
 def test_haar_boxes_are_in_original_pixels_for_large_images(photos_dir):
-    """A 3× upscaled photo is scanned at the same 320 px; its box is 3× the original's."""
+    """A 3× upscaled photo is scanned at the same 240 px; its box is 3× the original's."""
     rgb = load_image(photos_dir / "astronaut.png")
     det = HaarDetector()
     (small,) = det.detect(rgb)
@@ -116,11 +133,31 @@ def test_haar_boxes_are_in_original_pixels_for_large_images(photos_dir):
 
 
 @pytest.mark.data
-def test_haar_with_larger_max_side_finds_more_faces_in_the_group_photo(photos_dir):
+def test_haar_with_smaller_min_face_finds_more_faces_in_the_group_photo(photos_dir):
+    """t1's six faces are 1/8–1/10 of its shorter side: at the default tenth Haar finds some, at
+    a twentieth (4× the cost) more; a fixed 640-px scan (``min_face=0``) also finds more."""
     rgb = load_image(photos_dir / "t1.jpg")
     fast = HaarDetector().detect(rgb)
-    fine = HaarDetector(max_side=640).detect(rgb)
+    fine = HaarDetector(min_face=0.05).detect(rgb)
+    fixed = HaarDetector(min_face=0, max_side=640).detect(rgb)
     assert len(fine) > len(fast) >= 1
+    assert len(fixed) > len(fast)
+    assert all(70 <= b.w <= 200 for b in fine)
+
+
+@pytest.mark.data
+def test_haar_finds_small_faces_down_to_min_face(photos_dir):
+    """Messi's face (a 40-px box in a 548×342 photo) is just above the default smallest face."""
+    rgb = load_image(photos_dir / "messi5.jpg")
+    (box,) = HaarDetector().detect(rgb)
+    assert _contains(box, MESSI_FACE)
+    # framed in a wide border, the face is ~6% of the shorter side: below the default tenth,
+    # found with a smaller ``min_face``
+    pad = 150
+    wide = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+    assert HaarDetector().detect(wide) == []
+    boxes = HaarDetector(min_face=0.05).detect(wide)
+    assert any(_contains(b, (MESSI_FACE[0] + pad, MESSI_FACE[1] + pad)) for b in boxes), boxes
 
 
 @pytest.mark.data
@@ -151,6 +188,13 @@ def test_inference_modules_do_not_import_tensorflow():
 # --------------------------------------------------------------------------- TrackingDetector
 
 
+def _fine_haar() -> HaarDetector:
+    """Haar with finer size steps than the default (1.25): it finds the astronaut's 56-px face in
+    these frames on every frame, which the default's size steps happen to skip, so the tests below
+    measure the following, not the full scan's luck at one face size."""
+    return HaarDetector(scale_factor=1.2)
+
+
 def _moving_faces(photos_dir, n: int, second_from: int | None = None) -> list[np.ndarray]:
     """320×240 frames: the astronaut's head sliding right; optionally Grace Hopper's from frame N."""
     ast = cv2.resize(load_image(photos_dir / "astronaut.png")[0:256, 96:352], (150, 150), interpolation=cv2.INTER_AREA)
@@ -170,7 +214,8 @@ def _moving_faces(photos_dir, n: int, second_from: int | None = None) -> list[np
 @pytest.mark.data
 def test_tracking_detector_follows_faces_with_few_full_scans(photos_dir):
     frames = _moving_faces(photos_dir, 40)
-    full, tracked = HaarDetector(), TrackingDetector(full_every=5)
+    full = _fine_haar()
+    tracked = TrackingDetector(_fine_haar(), full_every=5)
     hits_full = hits_tracked = 0
     for i, f in enumerate(frames):
         a, b = full.detect(f), tracked.detect(f)
@@ -188,7 +233,7 @@ def test_tracking_detector_follows_faces_with_few_full_scans(photos_dir):
 @pytest.mark.data
 def test_tracking_detector_finds_a_new_face_within_full_every_frames(photos_dir):
     frames = _moving_faces(photos_dir, 30, second_from=12)
-    det = TrackingDetector(full_every=5)
+    det = TrackingDetector(_fine_haar(), full_every=5)
     counts = [len(det.detect(f)) for f in frames]
     assert counts[:12].count(1) >= 10
     assert 2 in counts[12:12 + 5 + 1]  # picked up at the next full scan
@@ -208,3 +253,11 @@ def test_tracking_detector_scans_faceless_streams_only_every_full_every_frames()
     blank = np.full((240, 320, 3), 90, np.uint8)
     assert all(det.detect(blank) == [] for _ in range(12))
     assert det.full_scans == 3
+
+
+def test_make_stream_detector_tracks_haar_only():
+    from fercore.detect import HaarDetector, TrackingDetector, make_stream_detector
+
+    a, b = make_stream_detector("haar"), make_stream_detector("haar")
+    assert isinstance(a, TrackingDetector) and isinstance(a.detector, HaarDetector)
+    assert a is not b  # one per stream: it keeps state

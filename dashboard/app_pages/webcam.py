@@ -43,6 +43,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer  # noqa: E402
 if "webcam_live" not in st.session_state:
     st.session_state["webcam_live"] = common.LiveResults()
 live: "common.LiveResults" = st.session_state["webcam_live"]
+live.use_detector(detector)
 predictor, predictor_lock = common.get_predictor(detector, str(model))
 
 ctx = webrtc_streamer(

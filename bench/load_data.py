@@ -1,0 +1,71 @@
+"""Data loading time of a FER2013 folder (or CSV) through ``fercore.data.load_dataset``:
+the first load with an empty cache (a temporary ``$FER_CACHE``), then the cached load.
+
+    python bench/load_data.py [PATH] [--repeat 3]
+
+PATH defaults to ../shared/data/fer2013. The first load decodes every image (the operating
+system may still have the files in its page cache from earlier runs); the cached load reads
+the one .npz the first load wrote. Acceptance: cached load under 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013"
+CACHED_LIMIT_S = 2.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("path", nargs="?", default=str(DEFAULT_DATA))
+    p.add_argument("--repeat", type=int, default=3, help="cached loads to time (the best and all are printed)")
+    args = p.parse_args(argv)
+    src = Path(args.path)
+    if not src.exists():
+        print(f"{src}: not found", file=sys.stderr)
+        return 1
+
+    from fercore.data import load_dataset
+
+    with tempfile.TemporaryDirectory(prefix="fer-cache-") as cache:
+        old = os.environ.get("FER_CACHE")
+        os.environ["FER_CACHE"] = cache  # load_dataset's default cache folder
+        try:
+            t0 = time.perf_counter()
+            first = load_dataset(src)
+            cold = time.perf_counter() - t0
+            cached = []
+            for _ in range(max(1, args.repeat)):
+                t0 = time.perf_counter()
+                again = load_dataset(src)
+                cached.append(time.perf_counter() - t0)
+                if not again.report.from_cache:
+                    print("warning: the second load did not come from the cache", file=sys.stderr)
+            size = sum(f.stat().st_size for f in Path(cache).iterdir())
+        finally:
+            if old is None:
+                os.environ.pop("FER_CACHE", None)
+            else:
+                os.environ["FER_CACHE"] = old
+
+    splits = ", ".join(f"{s} {int((first.splits == s).sum())}" for s in first.split_names)
+    print(f"load_dataset({src}): {len(first)} images ({splits}); {first.report.summary()}")
+    print(f"  first load (empty cache): {cold:7.2f} s")
+    best = min(cached)
+    verdict = "ok" if best < CACHED_LIMIT_S else "NOT MET"
+    print(f"  cached load:              {best:7.2f} s best of {len(cached)} "
+          f"({', '.join(f'{c:.2f}' for c in cached)}); cache {size / 1e6:.0f} MB; "
+          f"acceptance < {CACHED_LIMIT_S:g} s: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
