@@ -408,9 +408,6 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose:
     at the epoch after the last completed one. A STOP file or SIGTERM ends training after the
     current batch: the last checkpoint is saved and the state becomes ``stopped``.
     """
-    import keras
-    import tensorflow as tf
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stopper = _Stopper()
@@ -431,11 +428,19 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose:
     runs.update_status(run_dir, state="starting", pid=os.getpid(), started=time.time(), error=None,
                        finished=None, epoch=start_epoch, epochs=config.epochs)
     try:
+        tx, ty, tw, vx, vy = prepare_data(config)  # bad data fails here, before TensorFlow loads
+        import keras
+        import tensorflow as tf
+
         keras.utils.set_random_seed(config.seed)
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        tx, ty, tw, vx, vy = prepare_data(config)
         strategy = get_strategy(config.strategy)
+        if strategy.num_replicas_in_sync > 1:
+            # every replica must get an equal share of each batch: trim the validation set to a
+            # multiple of the replica count (eval batches of 256 then always split evenly)
+            keep = len(vx) - len(vx) % strategy.num_replicas_in_sync
+            vx, vy = vx[:keep], vy[:keep]
         global_batch = config.batch_size
         steps_per_epoch = max(1, len(tx) // global_batch)
         with strategy.scope():
