@@ -46,6 +46,17 @@ def confusion_png(confusion: list[list[int]], labels: list[str], file: Path) -> 
     cv2.imwrite(str(file), img)
 
 
+def training_minutes(times: list[float]) -> float:
+    """Wall-clock training minutes from metrics.csv's ``time`` column, whose clock restarts at
+    each resume: the sum of every segment's last time."""
+    total, last = 0.0, 0.0
+    for t in times:
+        if t < last:  # a resumed segment starts again from 0
+            total += last
+        last = t
+    return (total + last) / 60
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.ship", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     config = read_model_config(best) or {}
     status = runs.read_status(run)
     metrics = runs.read_metrics(run)
-    train_minutes = float(metrics["time"].max()) / 60 if len(metrics) else None
+    train_minutes = training_minutes(metrics["time"].tolist()) if len(metrics) else None
     size_mb = sum(f.stat().st_size for f in out.iterdir()
                   if f.name.startswith("model.")) / 1e6
     result = {
