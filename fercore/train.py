@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fercore import runs
-from fercore.labels import EMOTIONS, NUM_CLASSES
+from fercore.labels import NUM_CLASSES
 
 
 @dataclass
@@ -372,7 +372,7 @@ def prepare_data(config: TrainConfig):
     return train.images, targets, weights, val.images, val.labels
 
 
-def build_for_training(config: TrainConfig, steps_per_epoch: int, resume_from: Path | None):
+def build_for_training(config: TrainConfig, resume_from: Path | None):
     """Build (or load) and compile the model inside the current strategy scope."""
     import keras
 
@@ -444,7 +444,7 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose:
         global_batch = config.batch_size
         steps_per_epoch = max(1, len(tx) // global_batch)
         with strategy.scope():
-            model = build_for_training(config, steps_per_epoch, resume_from)
+            model = build_for_training(config, resume_from)
         train_ds = make_train_dataset(tx, ty, tw, config)
         val_ds = make_eval_dataset(vx, vy)
         if config.strategy in ("mirrored", "multiworker"):
@@ -488,6 +488,3 @@ def _export_final(run_dir: Path) -> str | None:
         return f"{type(exc).__name__}: {exc}"
     return None
 
-
-def class_names() -> list[str]:
-    return list(EMOTIONS)
