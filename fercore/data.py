@@ -155,7 +155,7 @@ def load_dataset(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     if not src.exists():
         raise DataError(f"{src}: no such file or folder")
     src = src.resolve()
-    kind, fingerprint, files = _inspect(src)
+    kind, fingerprint, layout = _inspect(src)
     cache_file = None
     if use_cache:
         cache_file = Path(cache_dir or default_cache_dir()) / (
@@ -168,27 +168,27 @@ def load_dataset(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     if kind == "csv":
         ds = load_csv(src)
     else:
-        ds = _load_folders(src, kind, files)
+        ds = _load_folders(src, layout)
     if cache_file is not None:
         _write_cache(cache_file, fingerprint, ds)
     ds.report.seconds = time.perf_counter() - start
     return ds
 
 
-def _inspect(src: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
-    """Classify the source and fingerprint it. Returns (kind, fingerprint, [(split, class, path)])."""
+def _inspect(src: Path) -> tuple[str, str, "_FolderLayout | None"]:
+    """Classify the source and fingerprint it. Returns (kind, fingerprint, folder layout or None)."""
     if src.is_file():
         name = src.name.lower()
         if not (name.endswith(".csv") or name.endswith(".csv.gz")):
             raise DataError(f"{src}: not a data set (expected a .csv/.csv.gz file or a folder)")
         st = src.stat()
-        return "csv", f"{st.st_size}:{st.st_mtime_ns}:{_CACHE_VERSION}", []
-    files, kind = _list_folder_images(src)
+        return "csv", f"{st.st_size}:{st.st_mtime_ns}:{_CACHE_VERSION}", None
+    layout = _list_folder_images(src)
     digest = hashlib.sha1(str(_CACHE_VERSION).encode())
-    for split, cls, p in files:
+    for split, cls, p in layout.files:
         st = os.stat(p)
         digest.update(f"{split}|{cls}|{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return kind, digest.hexdigest(), files
+    return layout.kind, digest.hexdigest(), layout
 
 
 def _class_dirs(folder: Path) -> tuple[dict[str, list[Path]], list[str]]:
@@ -206,18 +206,31 @@ def _class_dirs(folder: Path) -> tuple[dict[str, list[Path]], list[str]]:
     return known, unknown
 
 
-def _list_folder_images(root: Path) -> tuple[list[tuple[str, str, str]], str]:
+@dataclass
+class _FolderLayout:
+    """A folder data set as found on disk: ``folder`` or ``kaggle`` kind, its images as
+    (split, emotion, path), and the sub-folders that were not used."""
+
+    kind: str
+    files: list[tuple[str, str, str]]
+    unknown: list[str]
+
+
+def _list_folder_images(root: Path) -> _FolderLayout:
     """All images under a class-folder set or a Kaggle split/class layout."""
     classes, unknown = _class_dirs(root)
     layout: dict[str, dict[str, list[Path]]] = {}
     if classes:
         layout["all"] = classes
-        kind = "folder"
+        kind, unused = "folder", unknown
     else:
+        unused = []
         for name in unknown:
             sub_classes, _ = _class_dirs(root / name)
             if sub_classes:
                 layout[normalize_split(name)] = sub_classes
+            else:
+                unused.append(name)
         kind = "kaggle"
     if not layout:
         raise DataError(
@@ -235,14 +248,7 @@ def _list_folder_images(root: Path) -> tuple[list[tuple[str, str, str]], str]:
                         files.append((split, emotion, os.path.join(d, n)))
     if not files:
         raise DataError(f"{root}: class folders found but they contain no images")
-    return files, kind
-
-
-def _unknown_folders(root: Path, kind: str) -> list[str]:
-    _, unknown = _class_dirs(root)
-    if kind == "folder":
-        return unknown
-    return [u for u in unknown if not _class_dirs(root / u)[0]]
+    return _FolderLayout(kind, files, unused)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -289,11 +295,12 @@ def _square_resize(img: np.ndarray) -> np.ndarray:
     return resize_face(img)
 
 
-def _load_folders(root: Path, kind: str, files: list[tuple[str, str, str]]) -> Dataset:
+def _load_folders(root: Path, layout: _FolderLayout) -> Dataset:
+    files = layout.files
     paths = [p for _, _, p in files]
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         faces = list(pool.map(read_face_file, paths, chunksize=256))
-    report = LoadReport(source=str(root), kind=kind, unknown_folders=_unknown_folders(root, kind))
+    report = LoadReport(source=str(root), kind=layout.kind, unknown_folders=list(layout.unknown))
     keep = [i for i, f in enumerate(faces) if f is not None]
     report.skipped = [(paths[i], "unreadable image") for i, f in enumerate(faces) if f is None]
     report.loaded = len(keep)
@@ -334,7 +341,7 @@ def load_csv(path: str | os.PathLike) -> Dataset:
         )
     i_emo, i_pix = header.index("emotion"), header.index("pixels")
     i_use = header.index("usage") if "usage" in header else None
-    body = [ln for ln in lines[1:]]
+    body = lines[1:]
     n = sum(1 for ln in body if ln.strip())
     if n == 0:
         raise DataError(f"{path}: header only, no data rows")
