@@ -15,7 +15,7 @@ and t1 (six faces), each scaled to fit 640×480 and centred on black. Per detect
 (``min_face=0, max_side=320, scale_factor=1.2, min_neighbors=5``), for a before/after in one run.
 When the ``fer`` package is importable the same frames go through ``fer.FER().detect_emotions``.
 
-    python bench/frame_latency.py [--detectors haar,mtcnn] [--legacy] [--repeat 60] [--model PATH]
+    python bench/frame_latency.py [--detectors blaze,haar,mtcnn] [--legacy] [--repeat 60] [--model PATH]
                                   [--cv-threads N] [--min-faces 0.15,0.05]
 
 The classifier is ``--model``, else ``$FER_MODEL``, else models/model.tflite. Wall-clock figures
@@ -145,6 +145,8 @@ def build_detector(name: str):
 
     if name == "haar-legacy":
         return make_detector("haar", **LEGACY_HAAR)
+    if name == "blaze-short":
+        return make_detector("blaze", model="short")
     return make_detector(name)
 
 
@@ -159,7 +161,8 @@ def report(label: str, stats: dict[str, list[float]], found: list[int]) -> float
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--detectors", default="haar,mtcnn", help="comma-separated: haar, mtcnn, haar-legacy")
+    p.add_argument("--detectors", default="blaze,haar,mtcnn",
+                   help="comma-separated: blaze, blaze-short, haar, mtcnn, haar-legacy")
     p.add_argument("--legacy", action="store_true", help="also run haar-legacy (the settings before min_face)")
     p.add_argument("--repeat", type=int, default=60, help="passes over the frames (MTCNN: a tenth)")
     p.add_argument("--model", help="classifier model (default: $FER_MODEL or models/model.tflite)")
@@ -223,7 +226,7 @@ def bench_detector(name: str, classifier, one, six, repeat: int) -> float:
     p50 = report("single frame, 1 face", time_predictor(predictor, one, passes), found_one)
     report("single frame, 6 faces", time_predictor(predictor, six, passes), found_six)
     if not isinstance(detector, HaarDetector):
-        print("  stream (tracking)           n/a: TrackingDetector follows faces with Haar")
+        print("  stream                      = single frame: only Haar follows faces between scans")
         return p50
 
     def tracking():

@@ -20,7 +20,7 @@ from typing import Any, Union
 import numpy as np
 
 from fercore.classify import EmotionClassifier
-from fercore.detect import Box, FaceDetector, check_image, fit_within, make_detector
+from fercore.detect import DEFAULT_DETECTOR, Box, FaceDetector, check_image, fit_within, make_detector
 from fercore.labels import EMOTIONS
 from fercore.preprocess import crop_faces, to_gray
 
@@ -221,7 +221,8 @@ def scores_to_prediction(box: Box, probs: np.ndarray, face: np.ndarray) -> FaceP
 class Predictor:
     """Detect faces, crop them the training way, classify them all in one call.
 
-    ``detector`` is a ``FaceDetector``, a detector name (``"haar"``, ``"mtcnn"``) or None (Haar);
+    ``detector`` is a ``FaceDetector``, a detector name (``"blaze"``, ``"haar"``, ``"mtcnn"``) or None
+    (BlazeFace);
     ``classifier`` defaults to the shipped model (``$FER_MODEL`` or ``models/model.tflite``).
     Images whose longer side exceeds ``max_side`` are downscaled for detection only: boxes come
     back in the original pixels and crops are cut from the full-resolution image.
@@ -236,7 +237,7 @@ class Predictor:
         if max_side < 32:
             raise ValueError(f"max_side must be >= 32, got {max_side}")
         self.detector: FaceDetector = (
-            make_detector(detector or "haar") if detector is None or isinstance(detector, str) else detector
+            make_detector(detector or DEFAULT_DETECTOR) if detector is None or isinstance(detector, str) else detector
         )
         self.classifier = classifier if classifier is not None else EmotionClassifier()
         self.max_side = int(max_side)

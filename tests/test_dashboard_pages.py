@@ -533,7 +533,7 @@ def test_webcam_without_model_says_so(tmp_path, monkeypatch):
 def test_webcam_page_and_bad_ice_config():
     at = open_page("webcam")
     assert "frames processed: 0" in texts(at)
-    assert at.selectbox(key="webcam_detector").options == ["haar", "mtcnn"]
+    assert at.selectbox(key="webcam_detector").options == ["blaze", "haar", "mtcnn"]
     n_elements = len(at.main.children)
     at.text_area(key="webcam_ice").set_value("[{not json").run()
     assert_ok(at)

@@ -68,7 +68,7 @@ for n, (name, data) in enumerate(inputs):
     left.image(annotated, caption=f"{len(records)} face(s) found", width="stretch")
     with right:
         if not records:
-            st.info("No face found. Try the mtcnn detector, or a photo with a larger, frontal face.")
+            st.info("No face found. Try another detector (mtcnn is the most thorough), or a photo with a larger face.")
         else:
             st.dataframe([{"face": i + 1, "emotion": r["label"], "confidence": max(r["scores"].values()),
                            "box": r["box"]} for i, r in enumerate(records)], hide_index=True,
