@@ -1,9 +1,10 @@
-"""python -m training.ship — put a finished run's best model into models/ with its card.
+"""python -m training.ship — put a finished run's best model into models/ with its figures.
 
   python -m training.ship --run runs/<id> --data ../shared/data/fer2013 [--baseline runs/<seed-run>]
 
 Exports every format (checked against the source on real faces), evaluates on PublicTest with and
-without TTA, and writes models/metrics.json, models/confusion.png and models/MODEL_CARD.md.
+without TTA, and writes models/metrics.json and models/confusion.png, the figures that
+models/MODEL_CARD.md quotes (tests/test_shipped_model.py checks that they match the shipped files).
 """
 
 from __future__ import annotations
