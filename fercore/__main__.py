@@ -51,7 +51,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "cascade), mtcnn (accurate on hard faces, slow)")
     p.add_argument("--min-face", type=_fraction, metavar="FRACTION",
                    help="haar: smallest face to find, as a fraction of the image's shorter side "
-                        "(default 0.125; smaller finds smaller faces, cost grows as 1/FRACTION²)")
+                        "(default 0.14; smaller finds smaller faces, cost grows as 1/FRACTION²)")
     p.add_argument("--detect-side", type=_positive, metavar="PX",
                    help="haar: scan a copy whose longest side is PX whatever the face sizes "
                         "(instead of --min-face; larger finds smaller faces)")

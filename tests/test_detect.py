@@ -76,11 +76,11 @@ def test_make_detector_rejects_unknown_names_and_params():
 
 
 def test_haar_scans_a_copy_where_the_smallest_face_fills_the_cascade_window():
-    det = HaarDetector()  # smallest face: an eighth of the shorter side, scanned at 24 px
-    assert det.min_face == pytest.approx(0.125)
-    assert det.scan_size(640, 480) == (256, 192)
-    assert det.scan_size(1280, 720) == (341, 192)
-    assert det.scan_size(4000, 3000) == (256, 192)  # cost independent of the photo's size
+    det = HaarDetector()  # smallest face: 0.14 of the shorter side, scanned at 24 px
+    assert det.min_face == pytest.approx(0.14)
+    assert det.scan_size(640, 480) == (229, 171)
+    assert det.scan_size(1280, 720) == (305, 171)
+    assert det.scan_size(4000, 3000) == (229, 171)  # cost independent of the photo's size
     assert det.scan_size(150, 120) == (150, 120)  # never upscaled
     assert HaarDetector(min_face=0.1).scan_size(640, 480) == (320, 240)
     assert HaarDetector(min_face=0.05).scan_size(640, 480) == (640, 480)  # half the face size: 4x the pixels
@@ -145,7 +145,7 @@ def test_haar_finds_small_faces_down_to_min_face(photos_dir):
     OpenCV's ``frontalface_default`` cascade finds it (``alt2``, the default, is less sensitive)."""
     rgb = load_image(photos_dir / "messi5.jpg")
     cascade = "haarcascade_frontalface_default.xml"
-    assert HaarDetector().detect(rgb) == []  # below the default eighth (43 px)
+    assert HaarDetector().detect(rgb) == []  # below the default 0.14 of the shorter side (48 px)
     (box,) = HaarDetector(min_face=0.1, cascade=cascade).detect(rgb)
     assert _contains(box, MESSI_FACE)
     # framed in a wide border, the face is ~6% of the shorter side: below a tenth,
