@@ -132,7 +132,7 @@ def bench_ours(config, images, labels, steps: int, warmup: int, only: set[str], 
     keras.utils.set_random_seed(config.seed)
     if getattr(config, "mixed_precision", False):
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = build_for_training(config, max(1, len(images) // config.batch_size), None)
+    model = build_for_training(config, None)
     targets = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
     weights = np.ones(len(images), np.float32)
     sources = {}

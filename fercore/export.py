@@ -35,14 +35,16 @@ def export_all(source: str | Path, out_dir: str | Path, check: bool = True,
                check_inputs: np.ndarray | None = None) -> dict[str, Any]:
     """Write every format of ``source`` (.keras or model.json) into ``out_dir``.
 
-    With ``check``, each format is reloaded and its outputs compared with the source model's on
+    A model trained under mixed precision is converted to float32 first (same weights): every
+    format is float32. With ``check``, each format is reloaded and its outputs compared with the
+    (float32) source model's on
     ``check_inputs`` ((n, 48, 48) uint8 faces; random faces if None). Returns paths and max diffs.
     """
-    from fercore.model import load_keras_model, read_model_config, save_model
+    from fercore.model import load_keras_model, read_model_config, save_model, to_float32
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_keras_model(source)
+    model = to_float32(load_keras_model(source))  # a mixed-precision model is exported in float32
     config = read_model_config(source) if str(source).endswith(".keras") else None
     paths = {k: out / v for k, v in EXPORT_NAMES.items()}
     save_model(model, paths["keras"], config)

@@ -158,3 +158,31 @@ def load_keras_model(path: str | Path, compile: bool = False):
         model.load_weights(weights)
         return model
     return keras.models.load_model(path, compile=compile)
+
+
+def _float32_config(node: Any) -> Any:
+    """A copy of a Keras config with every mixed dtype policy replaced by float32."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
+            return {**node, "config": {**node["config"], "name": "float32"}}
+        return {k: _float32_config(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_float32_config(v) for v in node]
+    if isinstance(node, str) and node.startswith("mixed_"):
+        return "float32"
+    return node
+
+
+def to_float32(model):
+    """The model itself if it computes in float32, else a float32 twin with the same weights.
+
+    A model trained under mixed precision (bfloat16 compute, float32 weights) is exported and
+    served in float32: TFLite has no bfloat16 kernels and float32 is what LiteRT and Keras run
+    fastest on a CPU without AMX.
+    """
+    keras = _keras()
+    if all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model.layers):
+        return model
+    twin = keras.Model.from_config(_float32_config(model.get_config()))
+    twin.set_weights(model.get_weights())
+    return twin

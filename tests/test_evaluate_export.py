@@ -118,3 +118,28 @@ def test_predict_proba_batches_and_progress(tiny_model_dir):
     np.testing.assert_allclose(small, whole, atol=1e-6)
     np.testing.assert_allclose(small.sum(axis=1), 1.0, atol=1e-5)
     assert len(seen) == 5 and seen[-1] == 1.0 and seen == sorted(seen)
+
+
+def test_a_mixed_precision_model_is_exported_in_float32(tmp_path):
+    """A model trained under bfloat16 mixed precision (TFLite has no bf16 kernels) exports as a
+    float32 twin with the same weights: every format float32, all agreeing."""
+    code = (
+        "import json, sys, keras\n"
+        "from fercore.model import build_model, save_model\n"
+        "from fercore.export import export_all\n"
+        "keras.mixed_precision.set_global_policy('mixed_bfloat16')\n"
+        "m = build_model('fernet', widths=(8, 8, 8, 8), stem_width=4)\n"
+        f"save_model(m, {str(tmp_path / 'bf16.keras')!r})\n"
+        "keras.mixed_precision.set_global_policy('float32')\n"
+        f"r = export_all({str(tmp_path / 'bf16.keras')!r}, {str(tmp_path / 'out')!r})\n"
+        "print(json.dumps(r['max_abs_diff']))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    diffs = json.loads(res.stdout.strip().splitlines()[-1])
+    assert max(diffs.values()) < 1e-4
+    from fercore.model import load_keras_model
+
+    exported = load_keras_model(tmp_path / "out" / "model.keras")
+    assert {layer.compute_dtype for layer in exported.layers} == {"float32"}
