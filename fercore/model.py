@@ -161,15 +161,15 @@ def load_keras_model(path: str | Path, compile: bool = False):
 
 
 def _float32_config(node: Any) -> Any:
-    """A copy of a Keras config with every mixed dtype policy replaced by float32."""
+    """A copy of a Keras config with every mixed dtype policy replaced by float32 (layer names and
+    other strings are left alone)."""
     if isinstance(node, dict):
         if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
             return {**node, "config": {**node["config"], "name": "float32"}}
-        return {k: _float32_config(v) for k, v in node.items()}
+        return {k: "float32" if k == "dtype" and isinstance(v, str) and v.startswith("mixed_")
+                else _float32_config(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_float32_config(v) for v in node]
-    if isinstance(node, str) and node.startswith("mixed_"):
-        return "float32"
     return node
 
 
