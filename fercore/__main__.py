@@ -12,10 +12,16 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fercore.detectors import DEFAULT_DETECTOR, DETECTORS
 from fercore.labels import EMOTIONS
+from fercore.types import DetectorError
+
+if TYPE_CHECKING:
+    from fercore.pipeline import FramePipeline
 
 EXIT_ERROR = 1
 
@@ -27,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="faces and emotions in images")
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     pr.add_argument("--json", action="store_true", help="print one JSON list: per image its faces")
-    pr.add_argument("--annotate", metavar="OUT",
-                    help="write the annotated image here (a folder when several images are given)")
+    pr.add_argument(
+        "--annotate", metavar="OUT", help="write the annotated image here (a folder when several images are given)"
+    )
     _common(pr)
 
     vi = sub.add_parser("video", help="annotate a video file and tabulate its faces")
@@ -37,24 +44,41 @@ def _parser() -> argparse.ArgumentParser:
     vi.add_argument("--csv", help="CSV to write: one row per face per analysed frame")
     vi.add_argument("--stride", type=_positive, default=1, help="analyse every N-th frame (default 1)")
     vi.add_argument("--max-frames", type=_positive, help="stop after this many frames")
-    vi.add_argument("--scan-every", type=_positive, default=1, metavar="N",
-                    help="haar: scan whole frames only every N analysed frames and follow known faces "
-                         "in between: several times faster, new faces appear up to N frames late "
-                         "(default 1: scan every frame)")
+    vi.add_argument(
+        "--scan-every",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="haar: scan whole frames only every N analysed frames and follow known faces "
+        "in between: several times faster, new faces appear up to N frames late "
+        "(default 1: scan every frame)",
+    )
     _common(vi)
     return p
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--detector", choices=["blaze", "haar", "mtcnn"], default="blaze",
-                   help="face detector: blaze (BlazeFace, fast and accurate; default), haar (OpenCV "
-                        "cascade), mtcnn (accurate on hard faces, slow)")
-    p.add_argument("--min-face", type=_fraction, metavar="FRACTION",
-                   help="haar: smallest face to find, as a fraction of the image's shorter side "
-                        "(default 0.14; smaller finds smaller faces, cost grows as 1/FRACTION²)")
-    p.add_argument("--detect-side", type=_positive, metavar="PX",
-                   help="haar: scan a copy whose longest side is PX whatever the face sizes "
-                        "(instead of --min-face; larger finds smaller faces)")
+    p.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        default=DEFAULT_DETECTOR,
+        help="face detector: blaze (BlazeFace, fast and accurate; default), haar (OpenCV "
+        "cascade), mtcnn (accurate on hard faces, slow)",
+    )
+    p.add_argument(
+        "--min-face",
+        type=_fraction,
+        metavar="FRACTION",
+        help="haar: smallest face to find, as a fraction of the image's shorter side "
+        "(default 0.14; smaller finds smaller faces, cost grows as 1/FRACTION²)",
+    )
+    p.add_argument(
+        "--detect-side",
+        type=_positive,
+        metavar="PX",
+        help="haar: scan a copy whose longest side is PX whatever the face sizes "
+        "(instead of --min-face; larger finds smaller faces)",
+    )
     p.add_argument("--model", help="model file (.tflite, .keras or model.json); default: the shipped model")
 
 
@@ -78,31 +102,31 @@ def _positive(text: str) -> int:
     return value
 
 
-def _detector(args: argparse.Namespace):
-    """The chosen detector; for videos, Haar follows known faces between whole-frame scans."""
-    from fercore.detect import HaarDetector, TrackingDetector, make_detector
+def _pipeline(args: argparse.Namespace, stream: bool = False) -> FramePipeline:
+    """The one frame pipeline for these options (videos: a stream detector, a tracker and drawing)."""
+    from fercore.classify import EmotionClassifier
+    from fercore.detectors import make_detector, make_stream_detector
+    from fercore.pipeline import FramePipeline
 
     params: dict = {}
-    if args.detector == "haar":
-        if args.min_face:
-            params["min_face"] = args.min_face
-        if args.detect_side:  # a fixed scan size: the relative limit is off unless also given
-            params.update(max_side=args.detect_side, min_face=args.min_face or 0.0)
-    detector = make_detector(args.detector, **params)
-    scan_every = getattr(args, "scan_every", 1)
-    if isinstance(detector, HaarDetector) and scan_every > 1:
-        return TrackingDetector(detector, full_every=scan_every)
-    return detector
-
-
-def _predictor(args: argparse.Namespace):
-    from fercore.classify import EmotionClassifier
-    from fercore.predictor import Predictor
-
+    haar_only = {"--min-face": args.min_face, "--detect-side": args.detect_side}
+    if stream and getattr(args, "scan_every", 1) > 1:
+        haar_only["--scan-every"] = args.scan_every
+    given = [flag for flag, value in haar_only.items() if value]
+    if given and args.detector != "haar":
+        raise DetectorError(f"{', '.join(given)} only apply to --detector haar (not {args.detector})")
+    if args.min_face:
+        params["min_face"] = args.min_face
+    if args.detect_side:  # a fixed scan size: the relative limit is off unless also given
+        params.update(max_side=args.detect_side, min_face=args.min_face or 0.0)
     with _native_stderr_silenced():  # LiteRT/TF print INFO lines straight to file descriptor 2
-        predictor = Predictor(_detector(args), EmotionClassifier(args.model))
-        predictor.classifier.predict_proba(np.zeros((1, 48, 48), np.uint8))  # LiteRT logs on first run
-    return predictor
+        if stream:
+            detector = make_stream_detector(args.detector, scan_every=args.scan_every, **params)
+        else:
+            detector = make_detector(args.detector, **params)
+        classifier = EmotionClassifier(args.model)
+        classifier.predict_proba(np.zeros((1, 48, 48), np.uint8))  # LiteRT logs on first run
+    return FramePipeline(detector, classifier, tracker=stream, draw=stream)
 
 
 @contextlib.contextmanager
@@ -145,9 +169,10 @@ def _describe(image: str, preds) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fercore.predictor import ImageError, load_image
+    from fercore.image import load_image
+    from fercore.types import ImageError
 
-    predictor = None  # built after the first readable image, so a bad file fails fast without a model
+    pipeline = None  # built after the first readable image, so a bad file fails fast without a model
     results, failed = [], 0
     for image in args.images:
         try:
@@ -157,9 +182,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             _error(str(exc))
             results.append({"image": image, "error": str(exc)})
             continue
-        if predictor is None:
-            predictor = _predictor(args)
-        preds = predictor.predict(rgb)
+        if pipeline is None:
+            pipeline = _pipeline(args)
+        preds = pipeline(rgb).faces
         results.append({"image": image, "faces": [p.to_dict() for p in preds]})
         if not args.json:
             print(_describe(image, preds), flush=True)
@@ -173,22 +198,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_video(args: argparse.Namespace) -> int:
     from fercore.video import process_video
 
-    predictor = _predictor(args)
+    pipeline = _pipeline(args, stream=True)
     show = sys.stderr.isatty()
 
     def progress(f: float) -> None:
         if show:
             print(f"\r{100 * f:5.1f}%", end="", file=sys.stderr, flush=True)
 
-    result = process_video(args.input, args.out, args.csv, predictor=predictor, stride=args.stride,
-                           progress=progress, max_frames=args.max_frames)
+    result = process_video(
+        args.input,
+        args.out,
+        args.csv,
+        pipeline=pipeline,
+        stride=args.stride,
+        progress=progress,
+        max_frames=args.max_frames,
+    )
     if show:
         print(file=sys.stderr)
     if result.warning:
         print(f"warning: {result.warning}", file=sys.stderr)
     faces = result.table["face_id"].nunique()
-    print(f"{args.out}: {result.frames} frames at {result.fps:.2f} fps ({result.codec}); "
-          f"{result.analysed} analysed, {len(result.table)} face rows, {faces} distinct faces")
+    print(
+        f"{args.out}: {result.frames} frames at {result.fps:.2f} fps ({result.codec}); "
+        f"{result.analysed} analysed, {len(result.table)} face rows, {faces} distinct faces"
+    )
     if args.csv:
         print(f"{args.csv}: {len(result.table)} rows")
     return 0

@@ -1,9 +1,19 @@
-"""Emotion classification of 48×48 faces: LiteRT for speed (no tensorflow import), Keras fallback."""
+"""Emotion classification of 48×48 faces: LiteRT for speed (no tensorflow import), Keras otherwise.
+
+Every backend is safe to share between threads on its own; callers hold no locks. A LiteRT
+interpreter is not re-entrant (its tensors are shared between calls and ``invoke`` releases the
+GIL), so ``TFLiteBackend`` keeps a small pool of interpreters: each call borrows one for its whole
+set-tensor → invoke → copy-out sequence, and concurrent calls run in parallel on separate
+interpreters instead of corrupting one.
+"""
 
 from __future__ import annotations
 
+import os
+import queue
+import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -15,8 +25,6 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 def default_model_path() -> Path:
     """The shipped model: ``$FER_MODEL`` or ``models/model.tflite`` (``model.keras`` if no tflite)."""
-    import os
-
     env = os.environ.get("FER_MODEL")
     if env:
         return Path(env)
@@ -26,49 +34,103 @@ def default_model_path() -> Path:
 
 class Backend(Protocol):
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """(n, 48, 48, 1) float32 0–255 → (n, 7) probabilities."""
+        """(n, 48, 48, 1) float32 0–255 → (n, 7) probabilities. Safe to call from several threads."""
         ...
 
 
-class TFLiteBackend:
-    """Runs a .tflite model with LiteRT; resizes its batch dimension to the number of faces."""
+class _Interpreter:
+    """One LiteRT interpreter with its batch size; used by one thread at a time (the pool sees to it)."""
 
-    def __init__(self, path: str | Path, num_threads: int = 2):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:  # pragma: no cover - LiteRT missing: TensorFlow's copy
-            from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+    def __init__(self, path: Path, num_threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interp = Interpreter(model_path=str(path), num_threads=num_threads)
+        inp, out = self.interp.get_input_details()[0], self.interp.get_output_details()[0]
+        self.input, self.output = inp["index"], out["index"]
+        self.in_dtype = inp["dtype"]
+        self.in_quant: tuple[float, int] = tuple(inp.get("quantization", (0.0, 0)))  # type: ignore[assignment]
+        self.out_quant: tuple[float, int] = tuple(out.get("quantization", (0.0, 0)))  # type: ignore[assignment]
+        self.batch = int(inp["shape"][0])
+        self.interp.allocate_tensors()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] != self.batch:
+            self.interp.resize_tensor_input(self.input, list(x.shape), strict=False)
+            self.interp.allocate_tensors()
+            self.batch = x.shape[0]
+        self.interp.set_tensor(self.input, self._quantize(x))
+        self.interp.invoke()
+        return self._dequantize(self.interp.get_tensor(self.output))  # get_tensor copies
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        if self.in_dtype == np.float32:
+            return np.ascontiguousarray(x, dtype=np.float32)
+        scale, zero = self.in_quant
+        info = np.iinfo(self.in_dtype)
+        q = np.round(x / (scale or 1.0) + zero)
+        return np.clip(q, info.min, info.max).astype(self.in_dtype)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        if y.dtype == np.float32:
+            return y
+        scale, zero = self.out_quant
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+class TFLiteBackend:
+    """Runs a .tflite model (float or fully int8-quantized) with LiteRT; thread-safe.
+
+    ``max_interpreters`` bounds the pool (and so the parallelism and memory); a call that finds
+    every interpreter busy waits for one.
+    """
+
+    def __init__(self, path: str | Path, num_threads: int = 2, max_interpreters: int = 4):
+        if max_interpreters < 1:
+            raise ValueError(f"max_interpreters must be >= 1, got {max_interpreters}")
         self.path = Path(path)
-        self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
-        self._in = self._interp.get_input_details()[0]["index"]
-        self._out = self._interp.get_output_details()[0]["index"]
-        self._batch = 0
+        self.num_threads = int(num_threads)
+        self._idle: queue.LifoQueue[_Interpreter] = queue.LifoQueue()
+        self._idle.put(_Interpreter(self.path, self.num_threads))  # fails here for a bad file
+        self._created = 1
+        self._max = int(max_interpreters)
+        self._lock = threading.Lock()
+
+    def _borrow(self) -> _Interpreter:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            grow = self._created < self._max
+            if grow:
+                self._created += 1
+        return _Interpreter(self.path, self.num_threads) if grow else self._idle.get()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[0]
-        if n == 0:
+        if x.shape[0] == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
-        if n != self._batch:
-            self._interp.resize_tensor_input(self._in, list(x.shape), strict=False)
-            self._interp.allocate_tensors()
-            self._batch = n
-        self._interp.set_tensor(self._in, np.ascontiguousarray(x, dtype=np.float32))
-        self._interp.invoke()
-        return np.array(self._interp.get_tensor(self._out))
+        interp = self._borrow()
+        try:
+            return interp.run(x)
+        finally:
+            self._idle.put(interp)
 
 
 class KerasBackend:
     """Runs a .keras / model.json model with ``model(x, training=False)`` (never ``predict`` per face)."""
 
-    def __init__(self, path_or_model):
+    def __init__(self, path_or_model: str | Path | Any):
         from fercore.model import load_keras_model
 
-        self.model = load_keras_model(path_or_model) if isinstance(path_or_model, (str, Path)) else path_or_model
+        is_path = isinstance(path_or_model, str | Path)
+        self.model = load_keras_model(path_or_model) if is_path else path_or_model
+        self._lock = threading.Lock()  # a Keras layer call is not documented as thread-safe
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if x.shape[0] == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
-        return np.asarray(self.model(x, training=False))
+        with self._lock:
+            return np.asarray(self.model(x, training=False), dtype=np.float32)
 
 
 def load_backend(path: str | Path | None = None) -> Backend:
@@ -82,7 +144,7 @@ def load_backend(path: str | Path | None = None) -> Backend:
 
 
 class EmotionClassifier:
-    """Classifies a stack of 48×48 uint8 faces in one call."""
+    """Classifies a stack of 48×48 uint8 faces in one call; thread-safe when its backend is."""
 
     def __init__(self, model_path: str | Path | None = None, backend: Backend | None = None):
         self.backend = backend or load_backend(model_path)

@@ -10,12 +10,12 @@ import numpy as np
 from fercore.labels import EMOTIONS, color_rgb
 
 if TYPE_CHECKING:
-    from fercore.predictor import FacePrediction
+    from fercore.types import FacePrediction
 
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
 
 
-def annotate(rgb: np.ndarray, preds: list["FacePrediction"], show_bars: bool = True) -> np.ndarray:
+def annotate(rgb: np.ndarray, preds: list[FacePrediction], show_bars: bool = True) -> np.ndarray:
     """A copy of ``rgb`` with each face's box, ``label NN%`` (and ``#id`` when tracked), and bars."""
     out = np.ascontiguousarray(rgb[:, :, :3] if rgb.ndim == 3 else np.repeat(rgb[:, :, None], 3, 2)).copy()
     scale = _ui_scale(out.shape)
@@ -31,13 +31,13 @@ def _ui_scale(shape: tuple[int, ...]) -> float:
     return max(0.35, min(shape[:2]) / 640.0)
 
 
-def caption(pred: "FacePrediction") -> str:
+def caption(pred: FacePrediction) -> str:
     """``"happy 87%"`` or ``"#3 happy 87%"`` for a tracked face."""
     text = f"{pred.label} {round(100 * pred.scores[pred.label])}%"
     return text if pred.face_id is None else f"#{pred.face_id} {text}"
 
 
-def draw_box(img: np.ndarray, pred: "FacePrediction", scale: float) -> None:
+def draw_box(img: np.ndarray, pred: FacePrediction, scale: float) -> None:
     """Draw the box and a filled caption tag above it (below it at the top edge), in place."""
     import cv2
 
@@ -54,7 +54,7 @@ def draw_box(img: np.ndarray, pred: "FacePrediction", scale: float) -> None:
     cv2.putText(img, text, (tx + 2, ty - 2), _FONT, fscale, _ink(color), max(1, round(scale)), cv2.LINE_AA)
 
 
-def draw_bars(img: np.ndarray, pred: "FacePrediction", scale: float) -> None:
+def draw_bars(img: np.ndarray, pred: FacePrediction, scale: float) -> None:
     """Seven small probability bars beside the box (right side if room, else left), in place."""
     import cv2
 

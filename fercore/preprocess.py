@@ -11,29 +11,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from fercore.image import to_gray
+
+__all__ = [
+    "FACE_SIZE",
+    "FACE_MARGIN",
+    "to_gray",
+    "square_box",
+    "crop_face",
+    "resize_face",
+    "crop_faces",
+    "to_model_input",
+]
+
 FACE_SIZE: int = 48
 # Haar/MTCNN boxes are tight around brows–chin; FER2013 crops include a little forehead and jaw.
 FACE_MARGIN: float = 0.12
 
 
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Return a 2-D uint8 grayscale view of an RGB, RGBA, BGR-agnostic or gray uint8 image."""
-    import cv2
-
-    if image.ndim == 2:
-        return image
-    if image.ndim == 3 and image.shape[2] == 1:
-        return image[:, :, 0]
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_RGBA2GRAY)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    raise ValueError(f"expected a gray, RGB or RGBA image, got shape {image.shape}")
-
-
-def square_box(
-    x: float, y: float, w: float, h: float, margin: float = FACE_MARGIN
-) -> tuple[int, int, int, int]:
+def square_box(x: float, y: float, w: float, h: float, margin: float = FACE_MARGIN) -> tuple[int, int, int, int]:
     """Square a box about its centre and widen it by ``margin`` (fraction of its side)."""
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
@@ -45,9 +41,7 @@ def square_box(
     )
 
 
-def crop_face(
-    gray: np.ndarray, box: tuple[float, float, float, float], margin: float = FACE_MARGIN
-) -> np.ndarray:
+def crop_face(gray: np.ndarray, box: tuple[float, float, float, float], margin: float = FACE_MARGIN) -> np.ndarray:
     """Crop one face from a grayscale frame as a 48×48 uint8 image (edge-padded outside the frame)."""
     import cv2
 

@@ -4,7 +4,9 @@ Each frame's faces are matched to the live tracks greedily by box overlap (IoU),
 centre distance for faces that moved more than their overlap allows. A matched track's scores are
 smoothed with an exponential moving average, and its label only changes when another emotion
 beats the current one by ``switch_margin`` — so a steady face does not flicker between two close
-emotions. Tracks not seen for more than ``max_missed`` frames are retired; ids are never reused.
+emotions. Each track keeps a constant-velocity estimate of its motion, so a face that the detector
+misses for a few frames while moving is matched where it should be now, not where it was last
+seen. Tracks not seen for more than ``max_missed`` frames are retired; ids are never reused.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fercore.detect import Box
 from fercore.labels import EMOTIONS
-from fercore.predictor import FacePrediction
+from fercore.types import Box, FacePrediction
 
 
 @dataclass
@@ -27,6 +28,13 @@ class Track:
     scores: np.ndarray
     label: int
     missed: int = 0
+    velocity: tuple[float, float] = (0.0, 0.0)  # centre motion in pixels per frame (smoothed)
+
+    def predicted(self) -> Box:
+        """Where the box should be on the next frame if the face keeps moving as it did."""
+        steps = self.missed + 1
+        dx, dy = self.velocity
+        return Box(int(round(self.box.x + dx * steps)), int(round(self.box.y + dy * steps)), self.box.w, self.box.h)
 
 
 class FaceTracker:
@@ -40,7 +48,7 @@ class FaceTracker:
     def __init__(
         self,
         iou_threshold: float = 0.3,
-        max_missed: int = 5,
+        max_missed: int = 8,
         smoothing: float = 0.6,
         switch_margin: float = 0.05,
         max_center_shift: float = 0.6,
@@ -87,10 +95,11 @@ class FaceTracker:
         candidates = []
         for pi, box in enumerate(boxes):
             for ti, track in enumerate(self.tracks):
-                score = box.iou(track.box)
+                expected = track.predicted()
+                score = box.iou(expected)
                 if score < self.iou_threshold:
-                    shift = _center_shift(box, track.box)
-                    if shift > self.max_center_shift:
+                    shift = _center_shift(box, expected)
+                    if shift > self.max_center_shift * (1 + track.missed):
                         continue
                     score = -shift  # centre-distance matches rank after every IoU match
                 candidates.append((score, pi, ti))
@@ -107,6 +116,10 @@ class FaceTracker:
         new = _probs(pred)
         track.scores = self.smoothing * track.scores + (1.0 - self.smoothing) * new
         track.label = self._label(track.scores, track.label)
+        (nx, ny), (ox, oy) = pred.box.center, track.box.center
+        steps = track.missed + 1
+        vx, vy = track.velocity
+        track.velocity = (0.5 * vx + 0.5 * (nx - ox) / steps, 0.5 * vy + 0.5 * (ny - oy) / steps)
         track.box = pred.box
         track.missed = 0
         return self._as_prediction(track, pred)
@@ -134,8 +147,10 @@ class FaceTracker:
 
     @staticmethod
     def _as_prediction(track: Track, pred: FacePrediction) -> FacePrediction:
-        scores = {name: float(p) for name, p in zip(EMOTIONS, track.scores)}
-        return replace(pred, scores=scores, label=EMOTIONS[track.label], face_id=track.face_id)
+        scores = {name: float(p) for name, p in zip(EMOTIONS, track.scores, strict=True)}
+        return replace(
+            pred, scores=scores, label=EMOTIONS[track.label], face_id=track.face_id, raw_scores=dict(pred.scores)
+        )
 
 
 def _probs(pred: FacePrediction) -> np.ndarray:

@@ -2,33 +2,29 @@
 
 Every input frame is written to the output, so it keeps the input's frame count and duration.
 With ``stride`` N, faces are detected and classified on every N-th frame only; the frames in
-between show the latest annotations and get no table rows. Faces are tracked across analysed
-frames (``FaceTracker``): each row carries a stable ``face_id`` and smoothed probabilities.
+between show the latest annotations and get no table rows. Frames go through a
+``FramePipeline`` with a tracker: each row carries a stable ``face_id`` and smoothed probabilities.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fercore.draw import annotate
-from fercore.labels import EMOTIONS
-from fercore.predictor import FacePrediction, Predictor
-from fercore.track import FaceTracker
+from fercore.pipeline import FramePipeline
+from fercore.types import ROW_COLUMNS, FacePrediction, VideoError
 
-TABLE_COLUMNS: list[str] = ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", *EMOTIONS]
+TABLE_COLUMNS: list[str] = ["frame", "time_s", *ROW_COLUMNS]
 # Browser-playable encoders first; mpeg4 (part 2) is a last resort that browsers do not play.
 ENCODERS: tuple[str, ...] = ("libx264", "h264", "libopenh264", "mpeg4")
 DEFAULT_FPS = Fraction(25)
-
-
-class VideoError(ValueError):
-    """A video that cannot be read or written (missing, not a video, corrupt, no frames)."""
 
 
 @dataclass
@@ -133,11 +129,8 @@ def _frame_count(stream, fps: Fraction, max_frames: int | None) -> int:
     return min(n, max_frames) if max_frames and n else (max_frames or n)
 
 
-def _rows(index: int, time_s: float, preds: list[FacePrediction]) -> list[list[Any]]:
-    return [
-        [index, round(time_s, 4), p.face_id, *p.box.as_list(), p.label, *(round(p.scores[e], 5) for e in EMOTIONS)]
-        for p in preds
-    ]
+def _rows(index: int, time_s: float, preds: list[FacePrediction]) -> list[dict[str, Any]]:
+    return [{"frame": index, "time_s": round(time_s, 4), **p.to_row()} for p in preds]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -195,16 +188,17 @@ def process_video(
     in_path: str | Path,
     out_path: str | Path,
     csv_path: str | Path | None = None,
-    predictor: Predictor | None = None,
+    pipeline: FramePipeline | None = None,
     stride: int = 1,
     progress: Callable[[float], None] | None = None,
     max_frames: int | None = None,
-    tracker: FaceTracker | None = None,
 ) -> VideoResult:
     """Annotate every frame of ``in_path`` into ``out_path`` (MP4) and tabulate the faces.
 
-    ``progress`` is called with the fraction done (0–1). Raises ``VideoError`` for input that
-    is not a readable video; a corrupt tail after good frames ends the video early with a warning.
+    ``pipeline`` defaults to BlazeFace + the shipped model with a tracker; it is reset first (one
+    pipeline per stream). ``progress`` is called with the fraction done (0–1) and may raise to
+    cancel. Raises ``VideoError`` for input that is not a readable video; a corrupt tail after good
+    frames ends the video early with a warning.
     """
     in_path, out_path = Path(in_path), Path(out_path)
     if stride < 1:
@@ -213,14 +207,11 @@ def process_video(
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     if in_path.resolve() == out_path.resolve():
         raise VideoError(f"{out_path}: output would overwrite the input")
-    predictor = predictor or Predictor()
-    tracker = tracker or FaceTracker()
-    reset = getattr(predictor.detector, "reset", None)
-    if callable(reset):  # a stateful (tracking) detector starts afresh on every video
-        reset()
+    pipeline = pipeline or FramePipeline(stream=True, tracker=True, draw=True)
+    pipeline.reset()  # tracks and followed faces start afresh on every video
     reader = _Reader(in_path, max_frames)
     writer: _Writer | None = None
-    rows: list[list[Any]] = []
+    rows: list[dict[str, Any]] = []
     preds: list[FacePrediction] = []
     try:
         for index, (time_s, rgb) in enumerate(reader):
@@ -228,9 +219,12 @@ def process_video(
                 out_path.parent.mkdir(parents=True, exist_ok=True)
                 writer = _Writer(out_path, reader.fps, rgb.shape[1], rgb.shape[0])
             if index % stride == 0:
-                preds = tracker.update(predictor.predict(rgb))
+                result = pipeline(rgb)
+                preds = result.faces
                 rows.extend(_rows(index, time_s, preds))
-            writer.write(annotate(rgb, preds))
+                writer.write(result.image if result.image is not None else annotate(rgb, preds))
+            else:  # in between: the latest annotations, nothing new to analyse
+                writer.write((pipeline.drawer or annotate)(rgb, preds))
             if progress and reader.expected:
                 progress(min((index + 1) / reader.expected, 0.999))
         if writer is None:
@@ -247,13 +241,18 @@ def process_video(
     if progress:
         progress(1.0)
     return VideoResult(
-        frames=reader.count, fps=float(reader.fps), table=table, out_path=out_path,
+        frames=reader.count,
+        fps=float(reader.fps),
+        table=table,
+        out_path=out_path,
         csv_path=Path(csv_path) if csv_path is not None else None,
-        analysed=(reader.count + stride - 1) // stride, codec=writer.codec, warning=reader.warning,
+        analysed=(reader.count + stride - 1) // stride,
+        codec=writer.codec,
+        warning=reader.warning,
     )
 
 
-def _table(rows: list[list[Any]], csv_path: str | Path | None) -> pd.DataFrame:
+def _table(rows: list[dict[str, Any]], csv_path: str | Path | None) -> pd.DataFrame:
     """The per-face table (written to ``csv_path`` when given)."""
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table["face_id"] = table["face_id"].astype("Int64")

@@ -22,7 +22,7 @@ to the original image's pixels.
 
 BlazeFace's square box sits lower on the face than a Haar box (less forehead, more chin), and
 the short-range model's is also smaller. :meth:`BlazeFaceDetector.detect` returns boxes reframed
-like :class:`fercore.detect.HaarDetector`'s (``HAAR_FRAMING``), so that
+like :class:`fercore.detectors.haar.HaarDetector`'s (``HAAR_FRAMING``), so that
 :func:`fercore.preprocess.crop_faces` frames crops as the classifier saw them in training;
 :meth:`BlazeFaceDetector.detect_raw` gives the model's own boxes, scores and keypoints.
 
@@ -39,7 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fercore.detect import Box, DetectorError, as_rgb, check_image
+from fercore.detectors.base import check_image
+from fercore.image import as_rgb
+from fercore.types import Box, DetectorError
 
 BLAZE_MODELS: dict[str, str] = {
     "short": "face_detection_short_range.tflite",
