@@ -3,13 +3,13 @@
 Frames are made from ../shared/data/photos: astronaut, grace_hopper and messi5 (one face each)
 and t1 (six faces), each scaled to fit 640×480 and centred on black. Per detector it prints:
 
-* single frame — a stateless ``Predictor`` on each frame on its own (photos, uploads, the CLI):
+* single frame — a stateless ``FramePipeline`` on each frame on its own (photos, uploads, the CLI):
   p50/p95 wall-clock ms (OpenCV's tick counter), CPU ms of this process (all threads) and the
   detect/classify split, for the one-face frames and the six-face frame;
 * stream — the same detector inside a ``TrackingDetector`` (whole-frame scan every 5th frame,
   known faces followed in between) on steady streams of the same frames (webcam, video);
   Haar only: the tracker follows faces with Haar;
-* faces found per bench frame and per full photo (as ``Predictor.predict`` sees it).
+* faces found per bench frame and per full photo (as ``FramePipeline.predict`` sees it).
 
 ``--legacy`` adds ``haar-legacy``, the Haar settings before the relative minimum face size
 (``min_face=0, max_side=320, scale_factor=1.2, min_neighbors=5``), for a before/after in one run.
@@ -71,7 +71,7 @@ class Clock:
 
         self._ticks, self._freq = cv2.getTickCount, cv2.getTickFrequency() / 1000.0
 
-    def __enter__(self) -> "Clock":
+    def __enter__(self) -> Clock:
         self._c0, self._t0 = time.process_time(), self._ticks()
         return self
 
@@ -82,7 +82,7 @@ class Clock:
 
 def time_predictor(predictor, frames: list[np.ndarray], repeat: int) -> dict[str, list[float]]:
     """Wall, CPU, detect and classify ms per call of ``predictor.predict`` (round-robin over frames)."""
-    from fercore.preprocess import to_gray
+    from fercore.image import to_gray
 
     for f in frames:  # warm-up: LiteRT tensor allocation, OpenCV buffers
         predictor.predict(f)
@@ -98,7 +98,7 @@ def time_predictor(predictor, frames: list[np.ndarray], repeat: int) -> dict[str
         with Clock() as d:
             boxes = predictor.detect(frame, gray)
         with Clock() as k:
-            predictor.predict_faces(frame, boxes, gray=gray)
+            predictor.classify(gray, boxes)
         out["detect"].append(d.wall)
         out["classify"].append(k.wall)
     return out
@@ -141,7 +141,7 @@ def time_fer(frames: list[np.ndarray], repeat: int) -> list[float] | None:
 
 
 def build_detector(name: str):
-    from fercore.detect import make_detector
+    from fercore.detectors import make_detector
 
     if name == "haar-legacy":
         return make_detector("haar", **LEGACY_HAAR)
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     from fercore.classify import EmotionClassifier, default_model_path
-    from fercore.predictor import load_image
+    from fercore.image import load_image
 
     if args.cv_threads is not None:
         cv2.setNumThreads(args.cv_threads)
@@ -214,11 +214,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench_detector(name: str, classifier, one, six, repeat: int) -> float:
     """Single-frame and stream latency of one detector; returns the single-frame one-face p50."""
-    from fercore.detect import HaarDetector, TrackingDetector
-    from fercore.predictor import Predictor
+    from fercore.detectors.haar import HaarDetector
+    from fercore.detectors.tracking import TrackingDetector
+    from fercore.pipeline import FramePipeline
 
     detector = build_detector(name)
-    predictor = Predictor(detector, classifier)
+    predictor = FramePipeline(detector, classifier)
     passes = max(2, repeat // 10) if name == "mtcnn" else repeat
     print(f"{name}: {detector!r}, {passes} passes")
     found_one = [len(predictor.predict(f)) for f in one]
@@ -230,7 +231,7 @@ def bench_detector(name: str, classifier, one, six, repeat: int) -> float:
         return p50
 
     def tracking():
-        return Predictor(TrackingDetector(build_detector(name), full_every=STREAM_FULL_EVERY), classifier)
+        return FramePipeline(TrackingDetector(build_detector(name), full_every=STREAM_FULL_EVERY), classifier)
 
     for label, frames in (("1 face", one), ("6 faces", six)):
         ms, found = time_stream(tracking, frames, passes)
@@ -243,10 +244,10 @@ def bench_detector(name: str, classifier, one, six, repeat: int) -> float:
 
 def bench_min_face(fraction: float, classifier, one, six, repeat: int) -> None:
     """Haar at another ``min_face``: single-frame latency on the 1-face frames, faces found on all frames."""
-    from fercore.detect import make_detector
-    from fercore.predictor import Predictor
+    from fercore.detectors import make_detector
+    from fercore.pipeline import FramePipeline
 
-    predictor = Predictor(make_detector("haar", min_face=fraction), classifier)
+    predictor = FramePipeline(make_detector("haar", min_face=fraction), classifier)
     stats = time_predictor(predictor, one, max(2, repeat // 3))
     p50, p95 = percentiles(stats["wall"])
     found = [len(predictor.predict(f)) for f in one + six]
@@ -269,13 +270,13 @@ def bench_fer(one, repeat: int, p50_haar: float | None, reference: float) -> Non
 
 def faces_per_photo(photos: Path, detectors, classifier) -> None:
     """Faces found in each full photo (decoded from its file) per detector."""
-    from fercore.predictor import Predictor
+    from fercore.pipeline import FramePipeline
 
-    print("faces found per full photo (Predictor.predict on the file):")
+    print("faces found per full photo (FramePipeline.predict on the file):")
     names = sorted(x.name for x in photos.iterdir() if x.suffix.lower() in (".jpg", ".jpeg", ".png"))
     width = max(len(d) for d in detectors) + 2
     print(f"  {'photo':<18}" + "".join(f"{d:>{width}}" for d in detectors))
-    predictors = {d: Predictor(build_detector(d), classifier) for d in detectors}
+    predictors = {d: FramePipeline(build_detector(d), classifier) for d in detectors}
     for n in names:
         counts = [len(predictors[d].predict(photos / n)) for d in detectors]
         print(f"  {n:<18}" + "".join(f"{c:>{width}}" for c in counts))

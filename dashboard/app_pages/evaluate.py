@@ -7,12 +7,13 @@ import numpy as np
 import streamlit as st
 
 import common
-from fercore.data import DataError
+from fercore import catalog
+from fercore.evaluate import evaluate
 from fercore.labels import EMOTIONS
 
 st.title("Evaluate")
 
-models = common.available_models()
+models = catalog.available_models()
 if not models:
     common.require_model()
     st.stop()
@@ -20,12 +21,13 @@ if not models:
 c1, c2 = st.columns([2, 3])
 model_label = c1.selectbox("Model", list(models), key="eval_model")
 model_path = models[model_label]
-data = c2.text_input("Dataset", value=str(common.find_dataset() or ""), key="eval_data")
+p = common.dataset_input("Dataset", "eval_data", c2)
+if p is None:
+    st.stop()
 try:
-    p = common.check_dataset_path(data)
     ds_key = common.file_key(p)
     ds = common.get_dataset(str(p), ds_key)
-except (DataError, FileNotFoundError) as exc:
+except common.USER_ERRORS as exc:
     common.show_error(exc, "Cannot load the dataset")
     st.stop()
 
@@ -47,10 +49,9 @@ go = st.button(f"Evaluate on {len(sub):,} faces", type="primary", icon=":materia
 if go:
     bar = st.progress(0.0, text="Evaluating…")
     try:
-        res = common.evaluate_with_progress(
-            model_path, sub, bool(tta),
-            lambda f: bar.progress(f, text=f"Evaluating {len(sub):,} faces… {f:.0%}"))
-    except (DataError, FileNotFoundError, ValueError) as exc:
+        res = evaluate(common.get_classifier(str(model_path)).backend, sub, tta=bool(tta), model_name=str(model_path),
+                       progress=lambda f: bar.progress(f, text=f"Evaluating {len(sub):,} faces… {f:.0%}"))
+    except common.USER_ERRORS as exc:
         bar.empty()
         common.show_error(exc, "Evaluation failed")
         st.stop()
@@ -112,7 +113,7 @@ else:
                      cols=12, width=64)
 
 st.subheader("Download the model")
-files = common.export_files(Path(model_path))
+files = catalog.export_files(Path(model_path))
 if not files:
     st.caption("No exported files beside this model.")
 else:

@@ -3,6 +3,8 @@
 import streamlit as st
 
 import common
+from fercore import catalog, locations
+from fercore.classify import MODELS_DIR
 from fercore.labels import COLORS_HEX, EMOTIONS
 
 st.title("Facial expression recognition")
@@ -30,8 +32,8 @@ for col, (page, text) in zip(cols * 3, [
         st.caption(text)
 
 st.header("Shipped model")
-model = common.shipped_model()
-card = common.model_card()
+model = catalog.shipped_model()
+card = catalog.model_card()
 if model is None:
     common.require_model()
 else:
@@ -51,7 +53,7 @@ if card:
     details = {k: card[k] for k in ("architecture", "n", "flops", "train_minutes") if k in card}
     if details:
         st.caption(" · ".join(f"{k}: {v}" for k, v in details.items()))
-    readme = common.MODELS_DIR / "MODEL_CARD.md"
+    readme = MODELS_DIR / "MODEL_CARD.md"
     if readme.exists():
         with st.expander("Model card"):
             st.markdown(readme.read_text())
@@ -59,15 +61,15 @@ elif model is not None:
     st.info("The model has no metrics.json beside it; evaluate it on the **Evaluate** page.")
 
 st.header("Dataset")
-data = common.find_dataset()
-if data is not None and data.exists() and common.looks_like_dataset(data):
+data = locations.find_dataset()
+if data is not None and data.exists() and locations.looks_like_dataset(data):
     st.success(f"Dataset found: `{data}`", icon=":material/check_circle:")
 else:
     if data is not None:
         st.warning(f"`FER_DATA` points to `{data}`, which is not a dataset.")
     else:
         st.warning("No dataset found.", icon=":material/folder_off:")
-    root = common.ROOT
+    root = MODELS_DIR.parent
     st.markdown(f"""
 **How to get FER2013** (Goodfellow et al., 2013 — the Kaggle *Challenges in Representation Learning:
 Facial Expression Recognition* data). Sign in to Kaggle, accept the competition rules, and download either form:
@@ -79,6 +81,6 @@ Facial Expression Recognition* data). Sign in to Kaggle, accept the competition 
    `{root / 'data' / 'fer2013'}` so that `data/fer2013/train/happy/…` exists.
 
 Or point the environment variable `FER_DATA` at the CSV or folder (`FER_DATA=/path/to/fer2013 streamlit run dashboard/app.py`).
-Looked in, in order: {", ".join(f"`{p}`" for p in common.data_candidates())}.
+Looked in, in order: {", ".join(f"`{p}`" for p in locations.data_candidates())}.
 You can also upload a CSV or a zip of the folder layout on the **Dataset** page.
 """)

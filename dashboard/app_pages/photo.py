@@ -6,6 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 import common
+from fercore import catalog, locations
+from fercore.image import encode_png
 
 st.title("Photo")
 
@@ -14,7 +16,7 @@ c1, c2, c3 = st.columns([1, 2, 2])
 detector = common.detector_select("photo_detector", c1)
 uploads = c2.file_uploader("Upload photos", type=common.IMAGE_TYPES, accept_multiple_files=True,
                            key="photo_upload")
-photos = common.photos_dir()
+photos = locations.photos_dir()
 samples = sorted(p.name for p in photos.iterdir() if p.suffix.lower().lstrip(".") in common.IMAGE_TYPES) \
     if photos else []
 sample = c3.selectbox("…or a sample photo", ["(none)", *samples], key="photo_sample",
@@ -30,18 +32,16 @@ if not inputs:
 if model is None:
     st.stop()
 
-from fercore.predictor import ImageError, load_image  # noqa: E402
 
 
 @st.cache_data(show_spinner="Finding faces…", max_entries=32)
 def analyse(name: str, digest: str, _data: bytes, detector: str, model: str):
     """Annotated image and per-face results of one photo (cached by content)."""
     from fercore.draw import annotate
+    from fercore.image import load_image
 
     rgb = load_image(_data, name)
-    predictor, lock = common.get_predictor(detector, model)
-    with lock:
-        preds = predictor.predict(rgb)
+    preds = common.get_pipeline(detector, model)(rgb).faces
     return annotate(rgb, preds), [p.face for p in preds], [p.to_dict() for p in preds]
 
 
@@ -52,7 +52,7 @@ def gradcam_overlays(faces, keras_path: Path):
     return [overlay(face, gradcam(kmodel, face)) for face in faces]
 
 
-keras_path = common.keras_model_for(model) if gradcam else None
+keras_path = catalog.keras_model_for(model) if gradcam else None
 if gradcam and keras_path is None:
     st.warning("Grad-CAM needs the Keras model (model.keras) beside the .tflite file; none found.")
 
@@ -61,7 +61,7 @@ for n, (name, data) in enumerate(inputs):
     st.subheader(name)
     try:
         annotated, faces, records = analyse(name, common.sha1(data), data, detector, str(model))
-    except (ImageError, ValueError, FileNotFoundError) as exc:
+    except common.USER_ERRORS as exc:
         common.show_error(exc)
         continue
     left, right = st.columns([3, 2])
@@ -75,12 +75,11 @@ for n, (name, data) in enumerate(inputs):
                          column_config={"confidence": st.column_config.NumberColumn(format="percent")})
         stem = Path(name).stem
         d1, d2, d3 = st.columns(3)
-        d1.download_button("PNG", common.png_bytes(annotated), f"{stem}_annotated.png", "image/png",
+        d1.download_button("PNG", encode_png(annotated), f"{stem}_annotated.png", "image/png",
                            key=f"png_{n}_{name}", icon=":material/download:")
         import pandas as pd
 
-        table = pd.DataFrame([{"face": i + 1, "x": r["box"][0], "y": r["box"][1], "w": r["box"][2],
-                               "h": r["box"][3], "label": r["label"], **r["scores"]}
+        table = pd.DataFrame([{"face": i + 1, **dict(zip("xywh", r["box"])), "label": r["label"], **r["scores"]}
                               for i, r in enumerate(records)])
         d2.download_button("CSV", table.to_csv(index=False), f"{stem}_faces.csv", "text/csv",
                            key=f"csv_{n}_{name}", icon=":material/download:")

@@ -22,7 +22,8 @@ if upload is None:
 if model is None:
     st.stop()
 
-from fercore.video import VideoError, process_video  # noqa: E402
+from fercore.pipeline import FramePipeline  # noqa: E402
+from fercore.video import process_video  # noqa: E402
 
 data = upload.getvalue()
 job = (common.sha1(data), detector, int(stride), str(model))
@@ -33,13 +34,11 @@ if result is None or result["job"] != job:
     src.write_bytes(data)
     bar = st.progress(0.0, text="Analysing the video…")
     try:
-        predictor, lock = common.get_predictor(detector, str(model), "video")
-        with lock:
-            res = process_video(src, work / "annotated.mp4", work / "faces.csv", predictor=predictor,
-                                stride=int(stride),
-                                progress=lambda f: bar.progress(min(1.0, float(f)),
-                                                                text=f"Analysing the video… {f:.0%}"))
-    except (VideoError, ValueError, FileNotFoundError) as exc:
+        pipeline = FramePipeline(detector, common.get_classifier(str(model)), stream=True, tracker=True, draw=True)
+        res = process_video(src, work / "annotated.mp4", work / "faces.csv", pipeline=pipeline,
+                            stride=int(stride),
+                            progress=lambda f: bar.progress(min(1.0, float(f)), text=f"Analysing the video… {f:.0%}"))
+    except common.USER_ERRORS as exc:
         bar.empty()
         common.show_error(exc, f"Cannot process {upload.name}")
         st.stop()

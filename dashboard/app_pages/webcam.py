@@ -1,14 +1,14 @@
 """Webcam: live emotions over WebRTC.
 
-The frame callback runs in a worker thread of streamlit-webrtc: it uses the shared Predictor and this
-session's FaceTracker, draws boxes and labels, and puts its results on a queue. It never touches
-``st.*``; the page reads the queue in a fragment that reruns every second while the camera plays.
+The frame callback runs in a worker thread of streamlit-webrtc: this session's ``LiveSession`` runs
+each frame through its own FramePipeline (around the shared classifier) and puts its results on a
+queue. It never touches ``st.*``; the page drains the queue in a fragment that reruns every second
+while the camera plays.
 See docs/webcam.md for running it beyond localhost (HTTPS, STUN/TURN).
 """
 
 import json
 import os
-import queue
 import time
 from collections import deque
 
@@ -40,18 +40,19 @@ except ValueError as exc:
 
 from streamlit_webrtc import WebRtcMode, webrtc_streamer  # noqa: E402
 
+from fercore.live import LiveSession  # noqa: E402
+
 if "webcam_live" not in st.session_state:
-    st.session_state["webcam_live"] = common.LiveResults()
-live: "common.LiveResults" = st.session_state["webcam_live"]
+    st.session_state["webcam_live"] = LiveSession(common.get_classifier(str(model)), detector)
+live: LiveSession = st.session_state["webcam_live"]
 live.use_detector(detector)
-predictor, predictor_lock = common.get_predictor(detector, str(model))
 
 ctx = webrtc_streamer(
     key="fer-webcam",
     mode=WebRtcMode.SENDRECV,
     rtc_configuration={"iceServers": ice_servers},
     media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False},
-    video_frame_callback=common.make_frame_callback(live, predictor, predictor_lock),
+    video_frame_callback=live.frame_callback(),
     async_processing=True,
 )
 playing = bool(ctx.state.playing)
@@ -63,11 +64,7 @@ HISTORY_S = 20.0
 
 def readout() -> None:
     hist: deque = st.session_state.setdefault("webcam_history", deque(maxlen=2000))
-    while True:
-        try:
-            hist.append(live.queue.get_nowait())
-        except queue.Empty:
-            break
+    hist.extend(live.drain())
     now = time.time()
     while hist and now - hist[0][0] > HISTORY_S:
         hist.popleft()
@@ -85,7 +82,7 @@ def readout() -> None:
         return
     if last_faces:
         st.markdown(" · ".join(
-            f"<span style='color:{COLORS_HEX.get(f['label'], '#888')}'>■</span> face {f['face']}: "
+            f"<span style='color:{COLORS_HEX.get(f['label'], '#888')}'>■</span> face {f['face_id']}: "
             f"**{f['label']}** {f['scores'].get(f['label'], 0):.0%} at {tuple(f['box'])}"
             for f in last_faces), unsafe_allow_html=True)
     else:
@@ -93,7 +90,7 @@ def readout() -> None:
     import pandas as pd
     import plotly.express as px
 
-    rows = [{"t": t - now, "face": f"face {f['face']}", "emotion": e, "p": f["scores"].get(e, 0.0)}
+    rows = [{"t": t - now, "face": f"face {f['face_id']}", "emotion": e, "p": f["scores"].get(e, 0.0)}
             for t, _, faces in hist for f in faces for e in EMOTIONS]
     if rows:
         df = pd.DataFrame(rows)
