@@ -40,7 +40,8 @@ class FramePipeline:
     ``detector``: a ``FaceDetector`` or a detector name (``stream=True`` builds the name's stream
     variant: Haar then follows faces between full scans). ``classifier``: an ``EmotionClassifier``,
     a model path, or None for the shipped model. ``tracker``: a ``FaceTracker`` (or True for a new
-    one) gives stable ids and smoothed scores across frames. ``draw``: return an annotated copy.
+    one) gives stable ids and smoothed scores across frames. ``adjust`` post-processes the tracked
+    faces (e.g. a personal calibration) before ``draw`` returns an annotated copy.
     Frames whose longer side exceeds ``max_side`` are downscaled for detection only: boxes come back
     in the original pixels and crops are cut from the full-resolution frame. With
     ``whole_image_fallback``, a frame without a detected face is classified as one face (marked
@@ -56,6 +57,7 @@ class FramePipeline:
         max_side: int = 1600,
         stream: bool = False,
         whole_image_fallback: bool = False,
+        adjust: Callable[[list[FacePrediction]], list[FacePrediction]] | None = None,
     ):
         if max_side < 32:
             raise ValueError(f"max_side must be >= 32, got {max_side}")
@@ -70,6 +72,7 @@ class FramePipeline:
         self.drawer: Drawer | None = annotate if draw is True else (draw or None)
         self.max_side = int(max_side)
         self.whole_image_fallback = bool(whole_image_fallback)
+        self.adjust = adjust
 
     def __call__(self, frame: np.ndarray) -> FrameResult:
         """Run every step on one RGB uint8 frame."""
@@ -81,6 +84,8 @@ class FramePipeline:
             faces = self.classify_whole(gray)
         if self.tracker is not None:
             faces = self.tracker.update(faces)
+        if self.adjust is not None:
+            faces = self.adjust(faces)
         return FrameResult(faces, self.drawer(frame, faces) if self.drawer else None)
 
     def predict(self, image: ImageSource) -> list[FacePrediction]:

@@ -25,6 +25,7 @@ TABLE_COLUMNS: list[str] = ["frame", "time_s", *ROW_COLUMNS]
 # Browser-playable encoders first; mpeg4 (part 2) is a last resort that browsers do not play.
 ENCODERS: tuple[str, ...] = ("libx264", "h264", "libopenh264", "mpeg4")
 DEFAULT_FPS = Fraction(25)
+_MS = Fraction(1, 1000)  # time base of timed frames
 
 
 @dataclass
@@ -54,13 +55,19 @@ def pick_encoder() -> str:
     raise VideoError("no H.264 or MPEG-4 encoder available in this PyAV build")
 
 
-class _Writer:
-    """Encodes RGB frames to an MP4 file; the size is fixed (rounded down to even) by the first frame."""
+class VideoWriter:
+    """Encodes RGB frames to a browser-playable MP4 file; the size is fixed (rounded down to even).
 
-    def __init__(self, path: Path, fps: Fraction, width: int, height: int):
+    ``write(rgb)`` gives frames a constant rate ``fps``; ``write(rgb, time_s)`` stamps each frame with
+    its own time instead (a webcam delivers frames at a varying rate; the video then lasts as long as
+    the recording did).
+    """
+
+    def __init__(self, path: Path, fps: Fraction, width: int, height: int, timed: bool = False):
         import av
 
         self.codec = pick_encoder()
+        self._last_pts = -1
         self.width, self.height = width - width % 2, height - height % 2
         if self.width < 2 or self.height < 2:
             raise VideoError(f"frames of {width}×{height} are too small to encode")
@@ -71,15 +78,21 @@ class _Writer:
             self.stream.pix_fmt = "yuv420p"
             if self.codec in ("libx264", "h264"):
                 self.stream.options = {"crf": "23", "preset": "veryfast", "profile": "high"}
+            if timed:
+                self.stream.codec_context.time_base = _MS
         except Exception:
             self.container.close()
             path.unlink(missing_ok=True)
             raise
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, time_s: float | None = None) -> None:
         import av
 
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.height, : self.width]), format="rgb24")
+        if time_s is not None:
+            pts = int(round(time_s * 1000))
+            self._last_pts = pts = max(pts, self._last_pts + 1)  # strictly increasing
+            frame.pts, frame.time_base = pts, _MS
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
@@ -210,14 +223,14 @@ def process_video(
     pipeline = pipeline or FramePipeline(stream=True, tracker=True, draw=True)
     pipeline.reset()  # tracks and followed faces start afresh on every video
     reader = _Reader(in_path, max_frames)
-    writer: _Writer | None = None
+    writer: VideoWriter | None = None
     rows: list[dict[str, Any]] = []
     preds: list[FacePrediction] = []
     try:
         for index, (time_s, rgb) in enumerate(reader):
             if writer is None:
                 out_path.parent.mkdir(parents=True, exist_ok=True)
-                writer = _Writer(out_path, reader.fps, rgb.shape[1], rgb.shape[0])
+                writer = VideoWriter(out_path, reader.fps, rgb.shape[1], rgb.shape[0])
             if index % stride == 0:
                 result = pipeline(rgb)
                 preds = result.faces
@@ -262,7 +275,7 @@ def _table(rows: list[dict[str, Any]], csv_path: str | Path | None) -> pd.DataFr
     return table
 
 
-def _close_quietly(writer: _Writer) -> None:
+def _close_quietly(writer: VideoWriter) -> None:
     try:
         writer.container.close()
     except Exception:
