@@ -123,7 +123,9 @@ def pil_to_rgb(im: Any) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return gray_to_rgb(_scale_to_uint8(np.asarray(im)))
-    if mode == "P":
+    if mode in ("RGB", "L") and "transparency" in im.info:  # a tRNS colour key: that colour is transparent
+        im = im.convert("RGBA")
+    elif mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode == "PA":
         im = im.convert("RGBA")

@@ -31,7 +31,8 @@ def _need(path: Path, what: str):
 requires_fer = _need(FER_DIR / "train", "FER2013 folder layout")
 requires_photos = _need(PHOTOS, "sample photos")
 requires_model = pytest.mark.skipif(
-    not (SHIPPED_MODEL_DIR / "model.tflite").exists(), reason="no shipped model in models/")
+    not (SHIPPED_MODEL_DIR / "model.tflite").exists(), reason="no shipped model in models/"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +74,7 @@ def class_folder(tmp_path) -> Path:
 
     for split, n, seed in (("train", 140, 0), ("test", 35, 1)):
         images, labels = synthetic_faces(n, seed)
-        for i, (img, lab) in enumerate(zip(images, labels)):
+        for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
             d = tmp_path / "fer" / split / EMOTIONS[lab]
             d.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(d / f"{i:05d}.png"), img)
@@ -96,3 +97,150 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     src = save_model(build_model("fernet", **TINY), out / "src.keras", {"model": "fernet"})
     export_all(src, out / "export", check=False)
     return out / "export"
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference fixtures: a fake model backend, detectors that return fixed boxes, the sample photos.
+
+FIXED_PROBS = np.array([0.05, 0.05, 0.1, 0.5, 0.1, 0.1, 0.1], np.float32)  # "happy" at 0.5
+
+# Face centres (x, y) in the sample photos, measured by eye on the originals (see photo_faces.py).
+ASTRONAUT_FACE = (222, 115)
+GRACE_FACE = (262, 215)  # grace_hopper.jpg is 512 wide × 600 high
+MESSI_FACE = (241, 111)
+
+
+class FixedBackend:
+    """Stands in for a trained model: the same probabilities (happy first) for every face.
+    Records the batch size of every call and checks the input the real backends get."""
+
+    def __init__(self, probs: np.ndarray = FIXED_PROBS):
+        self.probs = np.asarray(probs, np.float32)
+        self.calls: list[int] = []
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        assert x.dtype == np.float32 and x.shape[1:] == (48, 48, 1), (x.dtype, x.shape)
+        self.calls.append(len(x))
+        return np.tile(self.probs, (len(x), 1))
+
+
+class FixedDetector:
+    """A FaceDetector that returns the same boxes for every image and records the shapes it saw.
+    ``gray=True`` also gives it ``detect_gray`` (the Haar-style entry point)."""
+
+    def __init__(self, boxes=(), gray: bool = False):
+        self.boxes = list(boxes)
+        self.shapes: list[tuple[int, ...]] = []
+        self.resets = 0
+        if gray:
+            self.detect_gray = self._detect_gray
+
+    def detect(self, rgb: np.ndarray) -> list:
+        self.shapes.append(rgb.shape)
+        return list(self.boxes)
+
+    def _detect_gray(self, gray: np.ndarray) -> list:
+        assert gray.ndim == 2
+        self.shapes.append(gray.shape)
+        return list(self.boxes)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+@pytest.fixture
+def fixed_backend() -> FixedBackend:
+    return FixedBackend()
+
+
+@pytest.fixture
+def fixed_classifier(fixed_backend):
+    """An EmotionClassifier over ``FixedBackend`` (its calls are in ``.backend.calls``)."""
+    from fercore.classify import EmotionClassifier
+
+    return EmotionClassifier(backend=fixed_backend)
+
+
+@pytest.fixture(scope="session")
+def shipped_classifier():
+    """One EmotionClassifier over the shipped models/model.tflite (skips when it is absent)."""
+    path = SHIPPED_MODEL_DIR / "model.tflite"
+    if not path.exists():
+        pytest.skip(f"no shipped model at {path} (train and ship one: python -m training.ship)")
+    from fercore.classify import EmotionClassifier
+
+    return EmotionClassifier(path)
+
+
+def load_photo(name: str) -> np.ndarray:
+    """A sample photo as RGB uint8 (skips when ../shared/data/photos is missing)."""
+    if not PHOTOS.exists():
+        pytest.skip(f"photos not found at {PHOTOS} (needs ../shared/data)")
+    from fercore.image import load_image
+
+    return load_image(PHOTOS / name)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return load_photo("astronaut.png")
+
+
+@pytest.fixture(scope="session")
+def grace() -> np.ndarray:
+    return load_photo("grace_hopper.jpg")
+
+
+def encode(rgb: np.ndarray, fmt: str, **save) -> bytes:
+    """An array encoded by Pillow (``fmt``: "PNG", "JPEG", …; ``save``: Pillow's save options)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+def face_tile(side: int = 150) -> np.ndarray:
+    """The astronaut's head (a square crop of astronaut.png) resized to ``side``×``side``."""
+    import cv2
+
+    return cv2.resize(load_photo("astronaut.png")[0:256, 96:352], (side, side), interpolation=cv2.INTER_AREA)
+
+
+def moving_face_frames(n: int, width: int = 320, height: int = 240) -> list[np.ndarray]:
+    """``n`` frames: the astronaut's head (a 150×150 tile) sliding left to right over gray."""
+    tile = face_tile(150)
+    frames = []
+    for i in range(n):
+        frame = np.full((height, width, 3), 90, np.uint8)
+        x = round(i * (width - 150) / max(n - 1, 1))
+        frame[45:195, x : x + 150] = tile
+        frames.append(frame)
+    return frames
+
+
+def write_video(
+    path: Path, frames: list[np.ndarray], fps: int = 10, codec: str = "mpeg4", faststart: bool = False
+) -> None:
+    """Encode RGB frames into a video file with PyAV."""
+    import av
+
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", container_options=options) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 2_000_000  # mpeg4's default (200 kb/s) is blocky enough to hide faces
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def contains(box, point: tuple[float, float]) -> bool:
+    """Whether ``point`` lies inside ``box`` (edges included)."""
+    x, y = point
+    return box.x <= x <= box.x + box.w and box.y <= y <= box.y + box.h
