@@ -21,7 +21,7 @@ import numpy as np
 from fercore.labels import EMOTIONS
 from fercore.types import FacePrediction
 
-NEUTRAL_TARGET = 0.8
+NEUTRAL_TARGET = 0.5
 FLOOR = 0.01
 NEUTRAL = EMOTIONS.index("neutral")
 
