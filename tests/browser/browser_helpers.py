@@ -4,6 +4,7 @@ namespaces for WebRTC, and a y4m fake camera made from a real photo (see DESIGN.
 from __future__ import annotations
 
 import os
+import tempfile
 import shutil
 import signal
 import socket
@@ -19,7 +20,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboard" / "app.py"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots refresh the README's only when asked (FER_UPDATE_SCREENSHOTS=1); otherwise a temp folder.
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("FER_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "fer-screenshots"
+)
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

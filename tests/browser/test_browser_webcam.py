@@ -48,6 +48,54 @@ def colour_pixels_near_box(frame: np.ndarray, box: tuple[int, int, int, int], em
     return int((np.linalg.norm(window - np.array(color_rgb(emotion), float), axis=1) < 45).sum())
 
 
+def shown_label(page) -> str | None:
+    m = re.search(r"face \d+: (\w+) \d+% at", page.inner_text("body"))
+    return m.group(1) if m else None
+
+
+def check_calibration(page) -> None:
+    """Calibrating on the (happy) face makes it read neutral; the toggle brings the raw scores back."""
+    before = shown_label(page)
+    page.get_by_role("button", name=re.compile("Calibrate neutral")).click()
+    deadline = time.time() + 20
+    while time.time() < deadline and "Baselines: face" not in page.inner_text("body"):
+        time.sleep(0.5)
+    assert "Baselines: face" in page.inner_text("body"), "no baseline after calibrating"
+    time.sleep(2.0)
+    calibrated = shown_label(page)
+    page.get_by_text("Show calibrated scores").click()
+    time.sleep(2.5)
+    raw = shown_label(page)
+    page.get_by_text("Show calibrated scores").click()
+    print(f"webcam: label {before!r} before calibration, {calibrated!r} calibrated, {raw!r} raw")
+    assert calibrated == "neutral" and raw == before and raw != calibrated
+
+
+def check_recording(page, tmp_path: Path) -> None:
+    """Record about 5 s: the CSV has a row per face per frame (≥ 50), the MP4 lasts ≥ 4 s, a summary shows."""
+    import av
+    import pandas as pd
+
+    page.get_by_role("button", name="Record", exact=True).click()
+    time.sleep(5.5)
+    page.get_by_role("button", name="Stop recording").click()
+    page.get_by_text(re.compile(r"Recording: [\d.]+ s")).wait_for(timeout=30_000)
+    files = {}
+    for label in ("CSV", "MP4"):
+        with page.expect_download(timeout=30_000) as info:
+            page.get_by_role("button", name=label, exact=True).click()
+        files[label] = tmp_path / info.value.suggested_filename
+        info.value.save_as(files[label])
+    table = pd.read_csv(files["CSV"])
+    with av.open(str(files["MP4"])) as video:
+        seconds = video.duration / 1e6
+    print(f"webcam: recording of {seconds:.2f} s with {len(table)} face rows over {table['frame'].nunique()} frames")
+    assert len(table) >= 50 and len(table) == len(table.drop_duplicates(["frame", "face_id"]))
+    assert seconds >= 4.0
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1  # the per-face summary
+    assert not page_errors(page), page_errors(page)
+
+
 def test_webcam_processes_frames_and_draws_labels(tmp_path):
     skip_unless_browser(need_root=True)
     if not Path(default_model_path()).exists():
@@ -103,6 +151,8 @@ def test_webcam_processes_frames_and_draws_labels(tmp_path):
                             break
                     assert found, "no face box and label tag in the emotion's colour on the returned video"
                     print(f"webcam: face labelled {found[0]!r} at {found[1]}; {found[2]} pixels of its colour drawn")
+                    check_calibration(page)
+                    check_recording(page, tmp_path)
                     save_screenshot(page, SCREENSHOTS / "webcam.png", max_height=1600)
                     m = re.search(r"frames processed: (\d+)", page.inner_text("body"))
                     print(f"webcam: {m.group(1) if m else '?'} frames processed in total")
