@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fercore.data import Dataset, align_votes, load_ferplus_votes, majority_labels
+from fercore.dataset import Dataset
+from fercore.ferplus import align_votes, load_ferplus_votes, majority_labels
 from fercore.labels import EMOTIONS
 
 
 def split_class_counts(ds: Dataset) -> pd.DataFrame:
     """Images per split (rows) and class (columns, FER2013 order), with totals."""
-    df = pd.crosstab(pd.Series(ds.splits, name="split"),
-                     pd.Series([EMOTIONS[i] for i in ds.labels], name="emotion"))
+    df = pd.crosstab(pd.Series(ds.splits, name="split"), pd.Series([EMOTIONS[i] for i in ds.labels], name="emotion"))
     df = df.reindex(index=ds.split_names, columns=list(EMOTIONS), fill_value=0)
     return df.astype(int)
 
@@ -39,11 +39,13 @@ def intensity_histogram(ds: Dataset, bins: int = 64) -> pd.DataFrame:
     rows = []
     for split in ds.split_names:
         pixels = ds.images[ds.splits == split].ravel()
-        counts = np.bincount(pixels, minlength=256).reshape(bins, -1).sum(axis=1) if 256 % bins == 0 \
+        counts = (
+            np.bincount(pixels, minlength=256).reshape(bins, -1).sum(axis=1)
+            if 256 % bins == 0
             else np.histogram(pixels, bins=edges)[0]
+        )
         share = counts / max(1, counts.sum())
-        rows += [{"split": split, "intensity": float(edges[b]), "share": float(share[b])}
-                 for b in range(bins)]
+        rows += [{"split": split, "intensity": float(edges[b]), "share": float(share[b])} for b in range(bins)]
     return pd.DataFrame(rows)
 
 
@@ -78,8 +80,16 @@ def find_duplicates(ds: Dataset) -> DuplicateReport:
         report.across_splits += len(splits) > 1
         report.within_split += len(splits) == 1
         report.conflicting += len(labels) > 1
-        rows += [{"group": g, "index": int(i), "id": str(ds.ids[i]), "split": str(ds.splits[i]),
-                  "label": EMOTIONS[int(ds.labels[i])]} for i in members_idx]
+        rows += [
+            {
+                "group": g,
+                "index": int(i),
+                "id": str(ds.ids[i]),
+                "split": str(ds.splits[i]),
+                "label": EMOTIONS[int(ds.labels[i])],
+            }
+            for i in members_idx
+        ]
     report.table = pd.DataFrame(rows)
     return report
 
@@ -100,7 +110,12 @@ def ferplus_agreement(ds: Dataset, votes_path: str | Path) -> pd.DataFrame:
     for i, name in enumerate(EMOTIONS):
         mask = has & (ds.labels == i)
         n = int(mask.sum())
-        out.append({"emotion": name, "n": n,
-                    "agree": float((major[mask] == i).mean()) if n else float("nan"),
-                    "mean_votes_for_label": float(aligned[mask, i].mean()) if n else float("nan")})
+        out.append(
+            {
+                "emotion": name,
+                "n": n,
+                "agree": float((major[mask] == i).mean()) if n else float("nan"),
+                "mean_votes_for_label": float(aligned[mask, i].mean()) if n else float("nan"),
+            }
+        )
     return pd.DataFrame(out)

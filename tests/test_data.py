@@ -53,13 +53,16 @@ def test_csv_gz_equals_csv(csv_file, tmp_path):
     "mutate, message",
     [
         (lambda t: "", "file is empty"),
-        (lambda t: t.replace("emotion,pixels,Usage", "label,data,Usage"), "wrong header"),
+        (lambda t: t.replace("emotion,pixels,Usage", "label,data,Usage"), "missing columns 'emotion', 'pixels'"),
+        (lambda t: t.replace("emotion,pixels,Usage", "emotion,data,Usage"), "missing column 'pixels'"),
         (lambda t: t.replace(",", ",1 ", 1).replace("1 ", "", 1)
          if False else _drop_one_pixel(t), "2303 pixels, expected 2304"),
-        (lambda t: _replace_pixel(t, "abc"), "pixel value 'abc' is not a number"),
+        (lambda t: _replace_pixel(t, "abc"), "pixel 101 is not a number"),
         (lambda t: _replace_pixel(t, "300"), "pixel values must be 0–255"),
         (lambda t: t.split("\n")[0] + "\n", "header only"),
-        (lambda t: t.replace("\n0,", "\n9,", 1), "emotion '9' is not an integer 0–6"),
+        (lambda t: t.replace(",Training", ",Secret", 1), "unknown Usage"),
+        (lambda t: _replace_pixel(t, "9" * 30), "a pixel value is not a number 0–255"),
+        (lambda t: t.replace("\n0,", "\n9,", 1), "emotion is not an integer 0–6"),
     ],
 )
 def test_bad_csv_gives_one_clear_message(csv_file, tmp_path, mutate, message):
@@ -224,3 +227,88 @@ def test_real_sample_csv_matches_pngs(fer_dir):
         assert folder.labels[i] == csv_ds.labels[k]
         diffs.append(np.abs(folder.images[i].astype(int) - csv_ds.images[k]).max())
     assert np.median(diffs) == 0
+
+
+# ---------------------------------------------------------------------------------------- no echo, budgets
+
+
+def test_data_error_is_the_one_from_fercore_types():
+    from fercore import types
+
+    assert DataError is types.DataError and issubclass(DataError, ValueError)
+
+
+SECRET = "root:x:0:0:SECRET-LINE"
+
+
+@pytest.mark.parametrize("content, message", [
+    (f"{SECRET},more\n0,1 2 3,Training\n", "missing columns 'emotion', 'pixels'"),
+    (f"emotion,pixels,Usage\n{SECRET},{' '.join(['0'] * 2304)},Training\n", "emotion is not an integer 0–6"),
+    (f"emotion,pixels,Usage\n0,{' '.join(['0'] * 2304)},{SECRET}\n", "unknown Usage"),
+    (f"emotion,pixels,Usage\n0,{SECRET}\n", "line 2: 2 fields, expected 3"),
+    (f"emotion,pixels\n0,{' '.join([SECRET] * 2304)}\n", "pixel 1 is not a number"),
+])
+def test_error_messages_name_the_problem_never_the_content(tmp_path, content, message):
+    bad = tmp_path / "leak.csv"
+    bad.write_text(content)
+    with pytest.raises(DataError) as err:
+        load_dataset(bad, use_cache=False)
+    assert message in str(err.value) and "SECRET" not in str(err.value)
+
+
+def test_binary_file_and_overlong_line_are_named_not_echoed(tmp_path):
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"emotion,pixels\n\xff\xfe" + SECRET.encode() + b"\n")
+    with pytest.raises(DataError, match="line 2 is not UTF-8 text") as err:
+        load_csv(binary)
+    assert "SECRET" not in str(err.value)
+    long = tmp_path / "long.csv"
+    long.write_text("emotion,pixels\n" + "0," + "7" * 200_000 + "\n")
+    with pytest.raises(DataError, match="line 2 is longer than 64 KB") as err:
+        load_csv(long)
+    assert "777" not in str(err.value)
+
+
+def test_gzip_budget_and_damaged_gzip(csv_file, tmp_path):
+    path, images, _ = csv_file
+    gz = tmp_path / "fer.csv.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    size = len(path.read_bytes())
+    assert len(load_csv(gz, max_bytes=size)) == len(images)
+    with pytest.raises(DataError, match="more than .* MB of text"):
+        load_csv(gz, max_bytes=size - 1)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])
+    with pytest.raises(DataError, match="not a valid gzip file"):
+        load_csv(cut)
+
+
+def test_ferplus_unreadable_file_is_named_not_echoed(tmp_path):
+    bad = tmp_path / "votes.csv"
+    bad.write_bytes(b"\xff\xfe\x00" + SECRET.encode() * 10)
+    with pytest.raises(DataError) as err:
+        load_ferplus_votes(bad)
+    assert "votes.csv" in str(err.value) and "SECRET" not in str(err.value)
+
+
+def _png_claiming_size(width: int, height: int) -> bytes:
+    """A 1×1 PNG whose header claims ``width``×``height`` (a decompression-bomb header)."""
+    import struct
+    import zlib
+
+    ok, buf = cv2.imencode(".png", np.zeros((1, 1), np.uint8))
+    data = bytearray(buf.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_folder_images_decode_through_fercore_image(tmp_path):
+    root = tmp_path / "faces"
+    (root / "happy").mkdir(parents=True)
+    rgba = np.zeros((60, 60, 4), np.uint8)  # fully transparent black: white once composited
+    cv2.imwrite(str(root / "happy" / "clear.png"), rgba)
+    (root / "happy" / "bomb.png").write_bytes(_png_claiming_size(30_000, 30_000))
+    ds = load_dataset(root, use_cache=False)
+    assert len(ds) == 1 and int(ds.images[0].min()) == 255
+    assert [p.endswith("bomb.png") for p, _ in ds.report.skipped] == [True]

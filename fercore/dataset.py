@@ -1,0 +1,106 @@
+"""The in-memory data set every loader returns: faces, labels, splits and where they came from.
+
+Kept apart from the loaders (CSV, folders, uploads) so each of them can build one without importing
+the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fercore.types import DataError
+
+# Split names as users and files spell them → the names we use.
+SPLIT_ALIASES: dict[str, str] = {
+    "training": "train",
+    "train": "train",
+    "publictest": "test",
+    "public_test": "test",
+    "test": "test",
+    "val": "test",
+    "valid": "test",
+    "validation": "test",
+    "privatetest": "private",
+    "private_test": "private",
+    "private": "private",
+    "all": "all",
+}
+
+
+def normalize_split(name: str) -> str:
+    """Canonical split name: Training→train, PublicTest→test, PrivateTest→private."""
+    key = name.strip().lower()
+    return SPLIT_ALIASES.get(key, key)
+
+
+@dataclass
+class LoadReport:
+    """What a load did: where from, how many images, what was skipped and why."""
+
+    source: str
+    kind: str
+    loaded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unknown_folders: list[str] = field(default_factory=list)
+    from_cache: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One human-readable line."""
+        parts = [f"{self.loaded} images from {self.kind} {self.source}"]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} unreadable skipped")
+        if self.unknown_folders:
+            parts.append("ignored folders: " + ", ".join(self.unknown_folders))
+        if self.from_cache:
+            parts.append("from cache")
+        return "; ".join(parts)
+
+
+@dataclass
+class Dataset:
+    """Faces as ``images`` (n, 48, 48) uint8, ``labels`` (n,) int64 in FER2013 order, ``splits`` (n,) str.
+
+    ``ids`` identify each image in its source: the CSV row, or the path relative to the root.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray
+    ids: np.ndarray
+    report: LoadReport
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def split_names(self) -> list[str]:
+        """Split names present, in a stable order (train, test, private, then others)."""
+        order = {"train": 0, "test": 1, "private": 2}
+        return sorted(set(self.splits.tolist()), key=lambda s: (order.get(s, 9), s))
+
+    def split(self, name: str) -> Dataset:
+        """The subset of one split (``train``, ``test``/``PublicTest``, ``private``/``PrivateTest``, ``all``)."""
+        key = normalize_split(name)
+        if key == "all":
+            return self
+        mask = self.splits == key
+        if not mask.any():
+            raise DataError(f"{self.report.source}: no split {name!r}; available: {', '.join(self.split_names)}")
+        return self.subset(mask)
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        """Rows selected by a boolean mask or an index array."""
+        return Dataset(self.images[index], self.labels[index], self.splits[index], self.ids[index], self.report)
+
+    def rows(self) -> np.ndarray:
+        """FER2013 CSV row of each image (from CSV rows or NNNNN file names), -1 where unknown."""
+        out = np.full(len(self), -1, dtype=np.int64)
+        for i, ident in enumerate(self.ids.tolist()):
+            stem = Path(str(ident)).stem
+            if stem.isdigit():
+                out[i] = int(stem)
+        return out
