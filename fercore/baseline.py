@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from fercore.labels import EMOTIONS
 from fercore.types import FacePrediction
@@ -44,7 +45,7 @@ def fit_baseline(probs: np.ndarray) -> np.ndarray:
     return b / b.sum()
 
 
-def apply_baseline(probs: np.ndarray, baseline: np.ndarray, neutral: float = NEUTRAL_TARGET) -> np.ndarray:
+def apply_baseline(probs: ArrayLike, baseline: ArrayLike, neutral: float = NEUTRAL_TARGET) -> np.ndarray:
     """Calibrated probabilities ``p' ∝ p · q / max(b, FLOOR)`` for one (7,) or many (n, 7) rows."""
     p = np.asarray(probs, dtype=np.float64)
     weights = reference(neutral) / np.maximum(np.asarray(baseline, dtype=np.float64), FLOOR)

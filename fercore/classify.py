@@ -48,8 +48,8 @@ class _Interpreter:
         inp, out = self.interp.get_input_details()[0], self.interp.get_output_details()[0]
         self.input, self.output = inp["index"], out["index"]
         self.in_dtype = inp["dtype"]
-        self.in_quant: tuple[float, int] = tuple(inp.get("quantization", (0.0, 0)))  # type: ignore[assignment]
-        self.out_quant: tuple[float, int] = tuple(out.get("quantization", (0.0, 0)))  # type: ignore[assignment]
+        self.in_quant: tuple[float, int] = tuple(inp.get("quantization", (0.0, 0)))
+        self.out_quant: tuple[float, int] = tuple(out.get("quantization", (0.0, 0)))
         self.batch = int(inp["shape"][0])
         self.interp.allocate_tensors()
 
@@ -122,8 +122,10 @@ class KerasBackend:
     def __init__(self, path_or_model: str | Path | Any):
         from fercore.model import load_keras_model
 
-        is_path = isinstance(path_or_model, str | Path)
-        self.model = load_keras_model(path_or_model) if is_path else path_or_model
+        if isinstance(path_or_model, (str, Path)):  # noqa: UP038 - mypy narrows the tuple form
+            self.model = load_keras_model(path_or_model)
+        else:
+            self.model = path_or_model
         self._lock = threading.Lock()  # a Keras layer call is not documented as thread-safe
 
     def predict(self, x: np.ndarray) -> np.ndarray:

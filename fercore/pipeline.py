@@ -110,14 +110,14 @@ class FramePipeline:
         """Classify the faces at ``boxes`` (original pixels) of a gray frame in one classifier call."""
         if not boxes:
             return []
-        faces = crop_faces(gray, [tuple(b) for b in boxes])
+        faces = crop_faces(gray, [(b.x, b.y, b.w, b.h) for b in boxes])
         probs = self.classifier.predict_proba(faces)
         return [FacePrediction.from_probs(b, p, f) for b, p, f in zip(boxes, probs, faces, strict=True)]
 
     def classify_whole(self, gray: np.ndarray) -> list[FacePrediction]:
         """The whole frame as one face (squared with edge padding, no margin), marked ``whole_image``."""
         box = Box(0, 0, gray.shape[1], gray.shape[0])
-        face = crop_faces(gray, [tuple(box)], margin=0.0)
+        face = crop_faces(gray, [(box.x, box.y, box.w, box.h)], margin=0.0)
         pred = FacePrediction.from_probs(box, self.classifier.predict_proba(face)[0], face[0])
         pred.whole_image = True
         return [pred]

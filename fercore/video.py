@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,7 @@ class VideoWriter:
             raise VideoError(f"frames of {width}×{height} are too small to encode")
         self.container = av.open(str(path), mode="w", format="mp4", container_options={"movflags": "+faststart"})
         try:
-            self.stream = self.container.add_stream(self.codec, rate=fps)
+            self.stream: Any = cast(Any, self.container.add_stream(self.codec, rate=fps))  # a VideoStream
             self.stream.width, self.stream.height = self.width, self.height
             self.stream.pix_fmt = "yuv420p"
             if self.codec in ("libx264", "h264"):

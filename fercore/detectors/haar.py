@@ -70,7 +70,7 @@ class HaarDetector:
         self.max_side = int(max_side)
         self.equalize = bool(equalize)
         self.min_face = float(min_face)
-        path = cascade if "/" in cascade else cv2.data.haarcascades + cascade
+        path = cascade if "/" in cascade else cv2.data.haarcascades + cascade  # type: ignore[attr-defined]
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise DetectorError(f"{path}: could not load the Haar cascade")
