@@ -1,4 +1,5 @@
-"""Command line: ``python -m fercore predict IMAGE… [--json]`` and ``python -m fercore video IN --out OUT.mp4``.
+"""Command line: ``python -m fercore predict IMAGE_OR_DIR… [--json | --csv OUT.csv]`` and
+``python -m fercore video IN --out OUT.mp4``.
 
 Errors a user can cause (unreadable image or video, missing model, bad option) print one line to
 stderr and exit with status 1 (2 for usage errors), never a traceback.
@@ -31,8 +32,25 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("predict", help="faces and emotions in images")
-    pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    pr.add_argument("--json", action="store_true", help="print one JSON list: per image its faces")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders searched recursively")
+    out = pr.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON list: per image its faces")
+    out.add_argument(
+        "--csv",
+        metavar="OUT.csv",
+        help="append one row per face (file, face_id, box, label, 7 probabilities, whole_image, error; "
+        "one row with empty face fields for an image without a face) to this CSV; files already in it "
+        "are skipped, so re-running an interrupted command resumes it",
+    )
+    pr.add_argument(
+        "--workers", type=_positive, default=1, help="images analysed at once, on threads sharing one model (default 1)"
+    )
+    pr.add_argument(
+        "--whole-image",
+        action="store_true",
+        help="when no face is found, classify the whole image as one face (for images that are face crops "
+        "already, such as FER2013's): marked whole_image",
+    )
     pr.add_argument(
         "--annotate", metavar="OUT", help="write the annotated image here (a folder when several images are given)"
     )
@@ -102,7 +120,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _pipeline(args: argparse.Namespace, stream: bool = False) -> FramePipeline:
+def _pipeline(args: argparse.Namespace, stream: bool = False, whole_image: bool = False) -> FramePipeline:
     """The one frame pipeline for these options (videos: a stream detector, a tracker and drawing)."""
     from fercore.classify import EmotionClassifier
     from fercore.detectors import make_detector, make_stream_detector
@@ -126,7 +144,7 @@ def _pipeline(args: argparse.Namespace, stream: bool = False) -> FramePipeline:
             detector = make_detector(args.detector, **params)
         classifier = EmotionClassifier(args.model)
         classifier.predict_proba(np.zeros((1, 48, 48), np.uint8))  # LiteRT logs on first run
-    return FramePipeline(detector, classifier, tracker=stream, draw=stream)
+    return FramePipeline(detector, classifier, tracker=stream, draw=stream, whole_image_fallback=whole_image)
 
 
 @contextlib.contextmanager
@@ -169,30 +187,58 @@ def _describe(image: str, preds) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from fercore.batch import IMAGE_SUFFIXES, find_images, predict_images
     from fercore.image import load_image
-    from fercore.types import ImageError
 
-    pipeline = None  # built after the first readable image, so a bad file fails fast without a model
+    files = find_images(args.images)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {' '.join(args.images)}")
+    pipeline = _pipeline(args, whole_image=args.whole_image)
+    if args.csv:
+        return _predict_to_csv(args, files, pipeline)
     results, failed = [], 0
-    for image in args.images:
-        try:
-            rgb = load_image(image)
-        except ImageError as exc:
+    for result in predict_images(pipeline, ((f, f) for f in files), args.workers):
+        results.append(result.to_dict())
+        if result.error is not None:
             failed += 1
-            _error(str(exc))
-            results.append({"image": image, "error": str(exc)})
+            _error(result.error)
             continue
-        if pipeline is None:
-            pipeline = _pipeline(args)
-        preds = pipeline(rgb).faces
-        results.append({"image": image, "faces": [p.to_dict() for p in preds]})
         if not args.json:
-            print(_describe(image, preds), flush=True)
-        if args.annotate:
-            _save_annotated(_annotation_path(args.annotate, image, len(args.images) > 1), rgb, preds)
+            print(_describe(result.file, result.faces), flush=True)
+        if args.annotate:  # decoded again: the batch keeps no images in memory
+            path = _annotation_path(args.annotate, result.file, len(files) > 1)
+            _save_annotated(path, load_image(result.file), result.faces)
     if args.json:
         print(json.dumps(results, indent=2))
     return EXIT_ERROR if failed else 0
+
+
+def _predict_to_csv(args: argparse.Namespace, files: list[str], pipeline: FramePipeline) -> int:
+    """The batch mode: rows streamed to the CSV, a progress line on a terminal, failures listed at the end."""
+    from fercore.batch import ProgressClock, predict_to_csv
+
+    if args.annotate:
+        raise ValueError("--annotate is not available with --csv (a batch writes no images)")
+    show, clock = sys.stderr.isatty(), ProgressClock()
+
+    def progress(done: int, total: int) -> None:
+        if show:
+            print(f"\r{done}/{total} images  {clock.text(done / total)}   ", end="", file=sys.stderr, flush=True)
+
+    run = predict_to_csv(pipeline, files, args.csv, workers=args.workers, progress=progress)
+    if show and run.analysed:
+        print(file=sys.stderr)
+    print(
+        f"{args.csv}: {run.analysed} images analysed ({run.faces} faces), {run.skipped} skipped as already in the CSV"
+    )
+    if run.earlier_errors:
+        print(f"note: {run.earlier_errors} unreadable files of earlier runs have rows with an error", file=sys.stderr)
+    for _, message in run.failed:
+        print(f"  {message}", file=sys.stderr)
+    if run.failed:
+        _error(f"{len(run.failed)} of {run.analysed} images could not be read (listed above; rows with an error)")
+        return EXIT_ERROR
+    return 0
 
 
 def cmd_video(args: argparse.Namespace) -> int:
