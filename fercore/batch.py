@@ -13,9 +13,9 @@ import contextlib
 import csv
 import io
 import os
-import stat
 import time
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from fercore.folders import IMAGE_EXTENSIONS
 from fercore.image import ImageSource, load_image
 from fercore.pipeline import FramePipeline
 from fercore.types import ROW_COLUMNS, DataError, FacePrediction, FerError
 
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES: frozenset[str] = frozenset(IMAGE_EXTENSIONS)
 # One row per face; an image without a face (or unreadable: ``error``) gets one row with empty face fields.
 BATCH_COLUMNS: list[str] = ["file", *ROW_COLUMNS, "whole_image", "error"]
 Skipped = tuple[str, str]  # (name, why it was not analysed)
@@ -43,6 +44,7 @@ class BatchLimits:
     max_total_bytes: int = 500 * 2**20
     max_file_bytes: int = 50 * 2**20
     max_ratio: float = 100.0  # uncompressed / compressed size of a zip member (images barely compress)
+    max_members: int = 5_000  # zip entries, folders and non-images included
 
     def describe(self) -> str:
         mb, n = 2**20, self.max_files
@@ -127,48 +129,37 @@ def read_uploads(items: Iterable[tuple[str, bytes]], limits: BatchLimits | None 
 
 
 def _zip_members(name: str, data: bytes, limits: BatchLimits) -> Iterator[tuple[str, bytes | str]]:
-    """``(name/member, bytes)`` per image member, or ``(name/member, reason)`` for one that is skipped."""
+    """``(name/member, bytes)`` per image member, or ``(name/member, reason)`` for one that is skipped.
+
+    The archive as a whole is vetted by ``fercore.uploads.check_zip_members`` first (links, ``..``,
+    encryption, member count, total size, ratio: one ``DataError``); then members are read one at a time.
+    """
+    from fercore.uploads import UploadLimits, check_zip_members
+
+    budget = UploadLimits(
+        max_zip_bytes=limits.max_total_bytes, max_members=limits.max_members, max_ratio=limits.max_ratio
+    )
+    if data.count(b"PK\x01\x02") > budget.max_members:  # before parsing a central directory of millions
+        raise DataError(f"{name}: more than {budget.max_members:,} files in the zip")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise DataError(f"{name}: not a readable zip file ({exc})") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise DataError(f"{name}: not a valid zip file") from None
     with archive:
-        infos = archive.infolist()
-        if len(infos) > 20 * limits.max_files:  # refuse before reading: a listing this long is no photo album
-            raise DataError(f"{name}: {len(infos)} entries, more than the {20 * limits.max_files} allowed")
-        for info in infos:
-            member = f"{name}/{info.filename}"
-            if info.is_dir() or info.filename.startswith("__MACOSX/") or Path(info.filename).name.startswith("."):
-                continue  # folders and the metadata macOS adds to every zip
-            reason = _member_problem(info, limits)
-            if reason is None:
+        for info, rel in check_zip_members(archive, name, budget):
+            member = f"{name}/{rel.as_posix()}"
+            if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
+                continue  # hidden files and the metadata macOS adds to every zip
+            if not is_image_name(rel.name):
+                yield member, "not an image file (by its extension)"
+            elif info.file_size > limits.max_file_bytes:
+                yield member, f"larger than {limits.max_file_bytes // 2**20} MB"
+            else:
                 try:
                     with archive.open(info) as f:
-                        content = f.read(limits.max_file_bytes + 1)
-                except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-                    reason = f"unreadable in the zip ({exc})"
-                else:
-                    yield member, content
-                    continue
-            yield member, reason
-
-
-def _member_problem(info: zipfile.ZipInfo, limits: BatchLimits) -> str | None:
-    """Why a zip member is not read (unsafe, too large, not an image), or None."""
-    parts = info.filename.replace("\\", "/").split("/")
-    if info.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-        return "unsafe path in the zip"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "a link, not a file"
-    if info.flag_bits & 0x1:
-        return "encrypted"
-    if not is_image_name(info.filename):
-        return "not an image file (by its extension)"
-    if info.file_size > limits.max_file_bytes:
-        return f"larger than {limits.max_file_bytes // 2**20} MB"
-    if info.file_size > 2**20 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-        return f"compressed more than {limits.max_ratio:.0f}:1 (not a normal image)"
-    return None
+                        yield member, f.read(limits.max_file_bytes + 1)
+                except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError):
+                    yield member, "damaged in the zip, cannot be unpacked"
 
 
 # ----------------------------------------------------------------------------------------------
