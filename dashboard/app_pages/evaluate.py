@@ -1,15 +1,17 @@
-"""Evaluate: a model on a split — accuracy, confusion matrix, per-class table, mistakes, exports."""
+"""Evaluate: a model on a split — accuracy, confusion, per-class table, calibration, mistakes, exports —
+and, optionally, a second model side by side."""
 
 import json
 from pathlib import Path
 
+import common
+import evaluate_views as views
 import numpy as np
 import streamlit as st
 
-import common
 from fercore import catalog
+from fercore.compare import Comparison
 from fercore.evaluate import evaluate
-from fercore.labels import EMOTIONS
 
 st.title("Evaluate")
 
@@ -18,10 +20,11 @@ if not models:
     common.require_model()
     st.stop()
 
-c1, c2 = st.columns([2, 3])
-model_label = c1.selectbox("Model", list(models), key="eval_model")
-model_path = models[model_label]
-p = common.dataset_input("Dataset", "eval_data", c2)
+c1, c2, c3 = st.columns([2, 2, 3])
+model_label = c1.selectbox("Model (a)", list(models), key="eval_model")
+other_label = c2.selectbox("Compare with (b)", ["(none)", *[m for m in models if m != model_label]],
+                           key="eval_other")
+p = common.dataset_input("Dataset", "eval_data", c3)
 if p is None:
     st.stop()
 try:
@@ -38,90 +41,72 @@ tta = c2.toggle("Test-time augmentation", key="eval_tta", help="average over 10 
 limit = c3.number_input("Images (0 = all)", 0, 1_000_000, 0, step=500, key="eval_limit",
                         help="evaluate on a random sample of N images (always the same) for a quick look")
 
-
 sub = ds.split(split)
 if limit and limit < len(sub):
     sub = sub.subset(np.sort(np.random.default_rng(0).choice(len(sub), int(limit), replace=False)))
-job = (str(model_path), common.file_key(Path(model_path)), ds_key, split, bool(tta), int(limit))
+chosen = [models[model_label]] + ([models[other_label]] if other_label != "(none)" else [])
+job = (*[(str(m), common.file_key(Path(m))) for m in chosen], ds_key, split, bool(tta), int(limit))
 saved = st.session_state.get("eval_result")
-go = st.button(f"Evaluate on {len(sub):,} faces", type="primary", icon=":material/play_arrow:",
-               key="eval_go")
-if go:
+if st.button(f"Evaluate on {len(sub):,} faces", type="primary", icon=":material/play_arrow:", key="eval_go"):
     bar = st.progress(0.0, text="Evaluating…")
     try:
-        res = evaluate(common.get_classifier(str(model_path)).backend, sub, tta=bool(tta), model_name=str(model_path),
-                       progress=lambda f: bar.progress(f, text=f"Evaluating {len(sub):,} faces… {f:.0%}"))
+        results = []
+        for k, m in enumerate(chosen):
+            def tick(f: float, k: int = k) -> None:
+                bar.progress((k + f) / len(chosen), text=f"Evaluating {len(sub):,} faces… model {k + 1}")
+
+            results.append(evaluate(str(m), sub, tta=bool(tta), progress=tick, model_name=str(m)))
     except common.USER_ERRORS as exc:
         bar.empty()
         common.show_error(exc, "Evaluation failed")
         st.stop()
     bar.empty()
-    saved = {"job": job, "result": res.to_dict(), "y_true": np.asarray(res.y_true),
-             "y_pred": np.asarray(res.y_pred), "proba": np.asarray(res.proba)}
+    saved = {"job": job, "results": results}
     st.session_state["eval_result"] = saved
 if saved is None or saved["job"] != job:
-    st.info("Pick a model, a split and press **Evaluate**. On this 2-core machine the test split takes "
-            "about a minute (ten times that with TTA).", icon=":material/analytics:")
+    st.info("Pick a model (and optionally a second one to compare), a split and press **Evaluate**. On this "
+            "2-core machine the test split takes about a minute per model (ten times that with TTA).",
+            icon=":material/analytics:")
     st.stop()
-result, y_true, y_pred, proba = saved["result"], saved["y_true"], saved["y_pred"], saved["proba"]
+res = saved["results"][0]
+result = res.to_dict()
 
-import plotly.express as px  # noqa: E402
-
-m1, m2, m3 = st.columns(3)
+m1, m2, m3, m4 = st.columns(4)
 m1.metric("Accuracy", f"{result['accuracy']:.2%}")
-m2.metric("Macro F1", f"{result.get('macro_f1', float('nan')):.3f}")
+m2.metric("Macro F1", f"{result['macro_f1']:.3f}")
 m3.metric("Images", f"{result['n']:,}")
+m4.metric("ECE (calibration error)", f"{result['ece']:.3f}",
+          help=f"expected calibration error of the shown probabilities (temperature {result['temperature']:.2f}; "
+               f"{result['ece_uncalibrated']:.3f} before)")
 
-left, right = st.columns([3, 2])
+left, mid, right = st.columns([3, 3, 2])
 with left:
     norm = st.toggle("Normalise rows (recall)", value=True, key="eval_norm")
-    cm = np.array(result["confusion"], dtype=float)
-    z = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if norm else cm
-    fig = px.imshow(z, x=list(EMOTIONS), y=list(EMOTIONS), color_continuous_scale="Blues",
-                    text_auto=".0%" if norm else "d", labels=dict(x="predicted", y="true", color=""),
-                    title="Confusion matrix", aspect="equal")
-    st.plotly_chart(fig, key="confusion")
+    views.confusion(result["confusion"], "Confusion matrix", "confusion", norm)
+with mid:
+    views.reliability_chart(res.calibrated, res.y_true, result["ece"], "reliability")
 with right:
-    table = [{"emotion": e, **{k: round(v, 3) if isinstance(v, float) else v for k, v in d.items()}}
-             for e, d in result["per_class"].items()]
-    st.dataframe(table, hide_index=True)
+    st.dataframe([{"emotion": e, **{k: round(v, 3) if isinstance(v, float) else v for k, v in d.items()}}
+                  for e, d in result["per_class"].items()], hide_index=True)
     st.download_button("Results (JSON)", json.dumps(result, indent=2), "evaluation.json",
                        "application/json", icon=":material/download:")
 
+if len(saved["results"]) == 2:
+    views.comparison(Comparison(*saved["results"]), (model_label, other_label), sub.images)
+
 st.subheader("Misclassified faces")
-wrong = np.flatnonzero(y_true != y_pred)
-if len(wrong) == 0:
-    st.success("No mistakes on this split.")
-else:
-    f1, f2 = st.columns(2)
-    true_f = f1.selectbox("True class", ["any", *EMOTIONS], key="eval_true")
-    pred_f = f2.selectbox("Predicted class", ["any", *EMOTIONS], key="eval_pred")
-    sel = wrong
-    if true_f != "any":
-        sel = sel[y_true[sel] == EMOTIONS.index(true_f)]
-    if pred_f != "any":
-        sel = sel[y_pred[sel] == EMOTIONS.index(pred_f)]
-    # most confident mistakes first
-    sel = sel[np.argsort(-proba[sel, y_pred[sel]])] if len(sel) else sel
-    per_page = 36
-    n_pages = max(1, -(-len(sel) // per_page))
-    page = st.pagination(n_pages, key=f"eval_page_{true_f}_{pred_f}")
-    chunk = sel[(page - 1) * per_page: page * per_page]
-    st.caption(f"{len(sel):,} mistakes · page {page} of {n_pages} · caption: true → predicted (confidence)")
-    common.face_grid(sub.images[chunk],
-                     [f"{EMOTIONS[y_true[i]]}→{EMOTIONS[y_pred[i]]} {proba[i, y_pred[i]]:.0%}" for i in chunk],
-                     cols=12, width=64)
+views.mistakes(sub.images, res.y_true, res.y_pred, res.calibrated)
 
 st.subheader("Download the model")
-files = catalog.export_files(Path(model_path))
+files = catalog.export_files(Path(models[model_label]))
 if not files:
     st.caption("No exported files beside this model.")
 else:
     cols = st.columns(len(files))
     labels = {"json": "model.json", "weights": "weights (.weights.h5)", "keras": ".keras", "tflite": ".tflite"}
-    for col, (kind, f) in zip(cols, files.items()):
+    for col, (kind, f) in zip(cols, files.items(), strict=False):
         # read when clicked: the model files are tens of MB
         col.download_button(labels.get(kind, f.name), f.read_bytes, f.name, "application/octet-stream",
                             key=f"dl_{kind}", icon=":material/download:")
     st.caption("model.json + model.weights.h5 load with `keras.models.model_from_json(...)` then "
-               "`load_weights(...)`; the .keras file with `keras.models.load_model`; .tflite with LiteRT.")
+               "`load_weights(...)`; .keras with `keras.models.load_model(...)`; .tflite with LiteRT.")
