@@ -10,15 +10,23 @@ import cv2
 import numpy as np
 import pytest
 
-from fercore.data import (DataError, align_votes, load_csv, load_dataset, load_ferplus_votes,
-                          load_uploaded, majority_labels, soft_labels)
+from fercore.data import (
+    DataError,
+    align_votes,
+    load_csv,
+    load_dataset,
+    load_ferplus_votes,
+    load_uploaded,
+    majority_labels,
+    soft_labels,
+)
 from fercore.labels import EMOTIONS, canonical_emotion
 from tests.conftest import synthetic_faces
 
 
 def write_csv(path, images, labels, usages, header="emotion,pixels,Usage"):
     lines = [header]
-    for img, lab, use in zip(images, labels, usages):
+    for img, lab, use in zip(images, labels, usages, strict=True):
         lines.append(f"{lab},{' '.join(map(str, img.ravel()))},{use}")
     path.write_text("\n".join(lines) + "\n")
     return path
