@@ -81,6 +81,6 @@ def to_model_input(faces: np.ndarray) -> np.ndarray:
     faces = np.asarray(faces)
     if faces.ndim == 2:
         faces = faces[None]
-    if faces.shape[1:3] != (FACE_SIZE, FACE_SIZE):
-        raise ValueError(f"faces must be {FACE_SIZE}×{FACE_SIZE}, got {faces.shape[1:3]}")
+    if faces.ndim != 3 or faces.shape[1:3] != (FACE_SIZE, FACE_SIZE):  # (n, 48, 48, 1) would become 5-D
+        raise ValueError(f"faces must be {FACE_SIZE}×{FACE_SIZE} (shape (n, 48, 48)), got shape {faces.shape}")
     return faces.astype(np.float32)[..., None]
