@@ -6,8 +6,9 @@ import numpy as np
 import streamlit as st
 
 import common
-from fercore.data import DataError
+from fercore import locations
 from fercore.labels import COLORS_HEX, EMOTIONS
+from fercore.types import DataError
 
 st.title("Dataset")
 
@@ -17,17 +18,19 @@ key = ""
 votes_path: Path | None = None
 try:
     if source == "Configured path":
-        default = common.find_dataset()
+        default = locations.find_dataset()
         path = st.text_input("Dataset path (FER2013 CSV, Kaggle folder layout or class folders)",
-                             value=str(default or ""), key="ds_path")
+                             value=str(default or ""), key="ds_path",
+                             help="A file or folder inside the data folders this app may read: `FER_DATA`, "
+                                  "the project's `data/`, the shared data folder, or `FER_DATA_ROOTS`.")
         if not path.strip():
             st.info("No dataset configured. See **Home** for how to get FER2013, or upload one.")
             st.stop()
-        p = common.check_dataset_path(path)
+        p = locations.check_dataset_path(path)  # resolved, inside a data root
         key = common.file_key(p)
         ds = common.get_dataset(str(p), key)
         for cand in (p / "ferplus_votes.csv", p.parent / "ferplus_votes.csv"):
-            if cand.is_file():
+            if locations.within_data_roots(cand) and cand.is_file():
                 votes_path = cand
                 break
     else:
