@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fercore.detect import Box
 from fercore.labels import EMOTIONS
-from fercore.predictor import FacePrediction
-from fercore.track import FaceTracker
+from fercore.track import FaceTracker, Track
+from fercore.types import Box, FacePrediction
 
 FACE = np.zeros((48, 48), np.uint8)
 
@@ -16,7 +15,7 @@ FACE = np.zeros((48, 48), np.uint8)
 def pred(x: int, y: int, probs, side: int = 80) -> FacePrediction:
     probs = np.asarray(probs, dtype=float)
     probs = probs / probs.sum()
-    scores = dict(zip(EMOTIONS, probs.tolist()))
+    scores = dict(zip(EMOTIONS, probs.tolist(), strict=True))
     return FacePrediction(Box(x, y, side, side), scores, EMOTIONS[int(np.argmax(probs))], FACE)
 
 
@@ -41,7 +40,7 @@ def test_steady_face_keeps_its_id_and_its_label_does_not_flicker():
         (out,) = tracker.update([p])
         labels.append(out.label)
         ids.append(out.face_id)
-    assert len(set(raw_labels)) == 2 and sum(a != b for a, b in zip(raw_labels, raw_labels[1:])) > 50
+    assert len(set(raw_labels)) == 2 and sum(a != b for a, b in zip(raw_labels, raw_labels[1:], strict=False)) > 50
     assert set(ids) == {1}
     assert len(set(labels[1:])) == 1, labels
     assert labels[-1] in ("happy", "neutral")
@@ -131,3 +130,76 @@ def test_bad_parameters():
         FaceTracker(iou_threshold=1.5)
     with pytest.raises(ValueError, match="max_missed"):
         FaceTracker(max_missed=-1)
+    with pytest.raises(ValueError, match="switch_margin"):
+        FaceTracker(switch_margin=-0.1)
+    assert FaceTracker().max_missed == 8
+
+
+# ------------------------------------------------------------------------ motion through misses
+
+
+def test_track_predicts_constant_velocity_through_missed_frames():
+    track = Track(face_id=1, box=Box(100, 50, 80, 80), scores=np.full(7, 1 / 7), label=0, velocity=(10.0, -2.0))
+    assert track.predicted() == Box(110, 48, 80, 80)
+    track.missed = 4
+    assert track.predicted() == Box(150, 40, 80, 80)
+
+
+@pytest.mark.parametrize("dropped", [5, 6, 7])
+def test_a_moving_face_keeps_its_id_through_several_dropped_detections(dropped):
+    """A face sliding 12 px per frame (80-px box) is not detected for 5–7 frames in a row: by then
+    it is 72–96 px (about a whole box) from where it was last seen. It keeps its id — even though
+    a newcomer shows up exactly where it was last seen when it comes back (matching on the
+    last-seen box would hand the newcomer its id) — and a face elsewhere during the gap gets a new one."""
+    tracker = FaceTracker()
+    last_seen, back_at = Box(20 + 12 * 14, 200, 80, 80), 15 + dropped
+    ids, newcomer_ids = [], set()
+    for i in range(40):
+        lost = 15 <= i < back_at
+        preds = [] if lost else [pred(20 + 12 * i, 200 + (i % 3), onehot("happy"))]
+        if i == 16:
+            preds.append(pred(700, 20, onehot("sad")))  # someone else, far away, for one frame
+        if i >= back_at:
+            preds.append(pred(last_seen.x, last_seen.y, onehot("sad")))  # a newcomer where it vanished
+        out = tracker.update(preds)
+        if lost:
+            assert [p.label for p in out] == (["sad"] if i == 16 else [])
+            assert all(p.face_id != 1 for p in out)
+            continue
+        (face,) = [p for p in out if p.label == "happy"]
+        ids.append(face.face_id)
+        newcomer_ids |= {p.face_id for p in out if p.label == "sad"}
+    assert set(ids) == {1}
+    assert len(newcomer_ids) == 1 and 1 not in newcomer_ids
+    assert Box(20 + 12 * back_at, 200, 80, 80).iou(last_seen) < 0.3  # far from where it was last seen
+
+
+def test_without_motion_a_far_jump_after_misses_is_a_new_face():
+    """A face that did not move before it was lost and reappears far away is someone else."""
+    tracker = FaceTracker()
+    for _ in range(10):
+        (first,) = tracker.update([pred(100, 100, onehot("happy"))])
+    for _ in range(3):
+        tracker.update([])
+    (other,) = tracker.update([pred(500, 100, onehot("happy"))])
+    assert other.face_id != first.face_id
+
+
+@pytest.mark.parametrize("dy", [0, 20])
+def test_two_faces_crossing_paths_keep_their_ids(dy):
+    """Two faces walking towards each other, overlapping fully (dy=0) or partly at the crossing,
+    then moving apart: each keeps its id, and its label."""
+    tracker = FaceTracker()
+    by_direction: dict[str, set[int]] = {"right": set(), "left": set()}
+    for i in range(40):
+        a = pred(40 + 10 * i, 200, onehot("happy"))  # moves right
+        b = pred(430 - 10 * i, 200 + dy, onehot("sad"))  # moves left; they meet around frame 19
+        out = tracker.update([a, b] if i % 2 else [b, a])
+        assert len(out) == 2
+        for face in out:
+            direction = "right" if face.box.x == a.box.x and face.box.y == a.box.y else "left"
+            by_direction[direction].add(face.face_id)
+            if i > 25:  # long after the crossing the smoothed labels still belong to the right face
+                assert face.label == ("happy" if direction == "right" else "sad"), (i, face)
+    assert len(by_direction["right"]) == 1 and len(by_direction["left"]) == 1
+    assert by_direction["right"] != by_direction["left"]
