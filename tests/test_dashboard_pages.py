@@ -209,6 +209,7 @@ def test_dataset_page_class_folders_without_splits(tmp_path):
         d = tmp_path / "faces" / ["Angry", "Disgusted", "fearful", "HAPPY", "sadness", "surprised", "calm"][lab]
         d.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(d / f"{i}.png"), img)
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))  # path fields reach only the data roots
     at = open_page("dataset")
     at.text_input(key="ds_path").set_value(str(tmp_path / "faces")).run()
     assert_ok(at)
@@ -255,7 +256,8 @@ def test_dataset_bad_upload_is_a_clear_error(name, data, tmp_path):
     assert_ok(at)
 
 
-def test_dataset_bad_path_is_a_clear_error(tmp_path, class_folder):
+def test_dataset_bad_path_is_a_clear_error(tmp_path, class_folder, monkeypatch):
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
     at = open_page("dataset")
     at.radio(key="ds_source").set_value("Configured path").run()
     at.text_input(key="ds_path").set_value(str(tmp_path / "missing")).run()
@@ -268,6 +270,23 @@ def test_dataset_bad_path_is_a_clear_error(tmp_path, class_folder):
     at.text_input(key="ds_path").set_value(str(class_folder)).run()  # and it recovers
     assert not errors(at)
     assert [m.value for m in at.metric if m.label == "Images"] == ["175"]
+
+
+def test_dataset_path_outside_the_data_roots_is_refused_alike(tmp_path, class_folder, monkeypatch):
+    """A path field cannot read, nor probe for, files outside the data roots (nor through a link)."""
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path / "roots"))
+    (tmp_path / "roots").mkdir()
+    (tmp_path / "roots" / "link").symlink_to(class_folder)
+    at = open_page("dataset")
+    seen = set()
+    for path in (class_folder, tmp_path / "missing", "/etc", tmp_path / "roots" / "link",
+                 tmp_path / "roots" / ".." / "fer"):
+        at.text_input(key="ds_path").set_value(str(path)).run()
+        assert_ok(at)
+        assert len(errors(at)) == 1 and "not inside a data folder" in errors(at)[0]
+        seen.add(errors(at)[0].replace(str(path), "<path>"))
+        assert not [m for m in at.metric if m.label == "Images"]
+    assert len(seen) == 1, seen
 
 
 # ----------------------------------------------------------------------------------------------
