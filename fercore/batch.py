@@ -105,15 +105,15 @@ def find_images(paths: Iterable[str | Path]) -> list[str]:
 
 def read_uploads(items: Iterable[tuple[str, bytes]], limits: BatchLimits | None = None) -> tuple[list, list[Skipped]]:
     """``(images, skipped)`` from uploaded ``(name, bytes)``: zips are opened and their image members
-    read one by one (named ``archive.zip/dir/x.png``); anything over ``limits`` is skipped and listed.
-    A file that is not a zip at all raises ``DataError``."""
+    read one by one (named ``archive.zip/dir/x.png``); anything over ``limits`` is skipped and listed,
+    and so is a zip refused as a whole (not a zip, hostile: the ``DataError`` message)."""
     limits = limits or BatchLimits()
     images: list[tuple[str, bytes]] = []
     skipped: list[Skipped] = []
     total = 0
     for name, data in items:
         members = _zip_members(name, data, limits) if name.lower().endswith(".zip") else iter([(name, data)])
-        for member, content in members:
+        for member, content in _guarded(name, members):
             if isinstance(content, str):
                 skipped.append((member, content))
             elif len(images) >= limits.max_files:
@@ -126,6 +126,14 @@ def read_uploads(items: Iterable[tuple[str, bytes]], limits: BatchLimits | None 
                 total += len(content)
                 images.append((member, content))
     return images, skipped
+
+
+def _guarded(name: str, members: Iterator[tuple[str, bytes | str]]) -> Iterator[tuple[str, bytes | str]]:
+    """``members``, ending with ``(name, reason)`` if the archive is refused: one bad zip spoils no batch."""
+    try:
+        yield from members
+    except DataError as exc:
+        yield name, str(exc).removeprefix(f"{name}: ")
 
 
 def _zip_members(name: str, data: bytes, limits: BatchLimits) -> Iterator[tuple[str, bytes | str]]:

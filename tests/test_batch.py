@@ -186,11 +186,12 @@ def test_read_uploads_expands_zips_skips_and_lists_bad_members():
         ({f"{i}.png": b"x" for i in range(30)}, "more than 20 files"),
     ],
 )
-def test_read_uploads_refuses_hostile_zips(members, words):
-    with pytest.raises(DataError, match=words):
-        read_uploads([("evil.zip", make_zip(members))], BatchLimits(max_members=20))
-    with pytest.raises(DataError, match="not a valid zip"):
-        read_uploads([("fake.zip", b"PK\x03\x04 not really")])
+def test_read_uploads_refuses_hostile_zips_and_goes_on(members, words):
+    items = [("evil.zip", make_zip(members)), ("fake.zip", b"PK\x03\x04 not really"), ("ok.png", png(0))]
+    images, skipped = read_uploads(items, BatchLimits(max_members=20))
+    assert [n for n, _ in images] == ["ok.png"]
+    assert [n for n, _ in skipped] == ["evil.zip", "fake.zip"]
+    assert words in skipped[0][1] and "not a valid zip" in skipped[1][1]
 
 
 @requires_model

@@ -1,100 +1,139 @@
-"""Photo: faces and their emotions in uploaded or sample photos, with optional Grad-CAM."""
+"""Photo: faces and their emotions in uploaded photos, zips of photos or a sample photo. One table and
+one CSV/JSON for the whole batch; per photo the annotated image, bars and Grad-CAM when there are few."""
 
 import json
 from pathlib import Path
 
+import common
 import streamlit as st
 
-import common
 from fercore import catalog, locations
-from fercore.image import encode_png
+from fercore.batch import BatchLimits
+
+DETAIL_MAX = 4  # photos shown one by one (annotated image, bars, Grad-CAM); more go to the gallery
+GALLERY_PAGE = 40
+LIMITS = BatchLimits()
 
 st.title("Photo")
-
 model = common.require_model()
 c1, c2, c3 = st.columns([1, 2, 2])
 detector = common.detector_select("photo_detector", c1)
-uploads = c2.file_uploader("Upload photos", type=common.IMAGE_TYPES, accept_multiple_files=True,
-                           key="photo_upload")
+uploads = c2.file_uploader(
+    "Upload photos or zips of photos",
+    type=[*common.IMAGE_TYPES, "zip"],
+    accept_multiple_files=True,
+    key="photo_upload",
+    help=f"{LIMITS.describe()}. Files that cannot be read are skipped and listed.",
+)
 photos = locations.photos_dir()
-samples = sorted(p.name for p in photos.iterdir() if p.suffix.lower().lstrip(".") in common.IMAGE_TYPES) \
-    if photos else []
-sample = c3.selectbox("…or a sample photo", ["(none)", *samples], key="photo_sample",
-                      disabled=not samples, help=None if samples else "no sample photos folder found")
-gradcam = st.toggle("Grad-CAM (where the model looks; loads TensorFlow, slower)", key="photo_gradcam")
+samples = sorted(p.name for p in photos.iterdir() if p.suffix.lower()[1:] in common.IMAGE_TYPES) if photos else []
+sample = c3.selectbox("…or a sample photo", ["(none)", *samples], key="photo_sample", disabled=not samples)
+t1, t2 = st.columns(2)
+whole = t1.toggle(
+    "When no face is found, classify the whole image as one face",
+    key="photo_whole",
+    help="For images that are face crops already (such as FER2013's 48×48 faces). Such faces are "
+    "marked “whole image” in the table and `whole_image` in the CSV and JSON.",
+)
+gradcam = t2.toggle("Grad-CAM (where the model looks; loads TensorFlow, slower)", key="photo_gradcam")
+st.caption(f"Batches: {LIMITS.describe()}.")
 
 inputs: list[tuple[str, bytes]] = [(u.name, u.getvalue()) for u in uploads or []]
 if sample != "(none)" and photos:
     inputs.append((sample, (photos / sample).read_bytes()))
 if not inputs:
-    st.info("Upload one or more photos, or pick a sample photo.", icon=":material/add_photo_alternate:")
+    st.info("Upload photos (or zips of photos), or pick a sample photo.", icon=":material/add_photo_alternate:")
     st.stop()
 if model is None:
     st.stop()
 
+from fercore.batch import ImageResult, ProgressClock, predict_images, read_uploads, to_table  # noqa: E402
+from fercore.image import encode_png  # noqa: E402
+from fercore.pipeline import FramePipeline  # noqa: E402
 
+job = (tuple((n, common.sha1(d)) for n, d in inputs), detector, str(model), whole)
+state = st.session_state.get("photo_batch")
+if state is None or state["job"] != job:
+    images, skipped = read_uploads(inputs, LIMITS)
+    pipe = common.get_pipeline(detector, str(model))
+    if whole:  # the same shared detector and classifier, plus the fallback: cheap to build
+        pipe = FramePipeline(pipe.detector, pipe.classifier, whole_image_fallback=True)
+    bar, clock, results = st.progress(0.0, text="Finding faces…"), ProgressClock(), []
+    side = 960 if len(images) <= DETAIL_MAX else 160  # annotated image, or a gallery thumbnail
+    for i, res in enumerate(predict_images(pipe, images, workers=2, preview=side), 1):
+        results.append(res)
+        bar.progress(i / len(images), text=f"Finding faces… {i}/{len(images)} images · {clock.text(i / len(images))}")
+    bar.empty()
+    state = {"job": job, "results": results, "skipped": [ImageResult(n, error=why) for n, why in skipped]}
+    st.session_state["photo_batch"] = state
 
-@st.cache_data(show_spinner="Finding faces…", max_entries=32)
-def analyse(name: str, digest: str, _data: bytes, detector: str, model: str):
-    """Annotated image and per-face results of one photo (cached by content)."""
-    from fercore.draw import annotate
-    from fercore.image import load_image
+results, every = state["results"], state["results"] + state["skipped"]
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Images", len(results))
+m2.metric("Faces", sum(len(r.faces) for r in results))
+m3.metric("Without a face", sum(not r.faces and r.error is None for r in results))
+m4.metric("Skipped or unreadable", sum(r.error is not None for r in every))
+if state["skipped"]:
+    with st.expander(f"{len(state['skipped'])} files skipped", icon=":material/warning:"):
+        st.dataframe([{"file": r.file, "why": r.error} for r in state["skipped"]], hide_index=True)
+downloads = [
+    ("CSV (all faces)", to_table(every).to_csv(index=False), "faces.csv", "text/csv"),
+    ("JSON (all images)", json.dumps([r.to_dict() for r in every], indent=2), "faces.json", "application/json"),
+]
+for col, (label, data, file, mime) in zip(st.columns([1, 1, 3]), downloads, strict=False):
+    col.download_button(label, data, file, mime, key=f"photo_{file}", icon=":material/download:")
+if len(every) > 1:
+    st.dataframe(
+        [r.summary() for r in every],
+        hide_index=True,
+        key="photo_table",
+        column_config={"labels": st.column_config.TextColumn("label per face")},
+    )
 
-    rgb = load_image(_data, name)
-    preds = common.get_pipeline(detector, model)(rgb).faces
-    return annotate(rgb, preds), [p.face for p in preds], [p.to_dict() for p in preds]
-
-
-def gradcam_overlays(faces, keras_path: Path):
-    from fercore.explain import gradcam, overlay
-
-    kmodel = common.get_keras_model(str(keras_path))
-    return [overlay(face, gradcam(kmodel, face)) for face in faces]
-
+if len(results) > DETAIL_MAX:  # the gallery: annotated thumbnails, a page at a time
+    st.subheader("Gallery")
+    pages = (len(results) + GALLERY_PAGE - 1) // GALLERY_PAGE
+    page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key="photo_page")) if pages > 1 else 1
+    shown = [r for r in results[(page - 1) * GALLERY_PAGE : page * GALLERY_PAGE] if r.preview is not None]
+    captions = [f"{Path(r.file).name}: {r.summary()['labels'] or 'no face'}" for r in shown]
+    common.face_grid([r.preview for r in shown], captions, cols=5, width=160)
+    st.stop()
 
 keras_path = catalog.keras_model_for(model) if gradcam else None
 if gradcam and keras_path is None:
     st.warning("Grad-CAM needs the Keras model (model.keras) beside the .tflite file; none found.")
 
-for n, (name, data) in enumerate(inputs):
+for n, res in enumerate(results):
     st.divider()
-    st.subheader(name)
-    try:
-        annotated, faces, records = analyse(name, common.sha1(data), data, detector, str(model))
-    except common.USER_ERRORS as exc:
-        common.show_error(exc)
+    st.subheader(res.file)
+    if res.error is not None:
+        common.show_error(ValueError(res.error))
         continue
     left, right = st.columns([3, 2])
-    left.image(annotated, caption=f"{len(records)} face(s) found", width="stretch")
+    left.image(res.preview, caption=f"{len(res.faces)} face(s) found", width="stretch")
     with right:
-        if not records:
-            st.info("No face found. Try another detector (mtcnn is the most thorough), or a photo with a larger face.")
+        if not res.faces:
+            st.info(
+                "No face found. Try another detector (mtcnn is the most thorough), a photo with a larger "
+                "face, or classify the whole image (toggle above)."
+            )
         else:
-            st.dataframe([{"face": i + 1, "emotion": r["label"], "confidence": max(r["scores"].values()),
-                           "box": r["box"]} for i, r in enumerate(records)], hide_index=True,
-                         column_config={"confidence": st.column_config.NumberColumn(format="percent")})
-        stem = Path(name).stem
-        d1, d2, d3 = st.columns(3)
-        d1.download_button("PNG", encode_png(annotated), f"{stem}_annotated.png", "image/png",
-                           key=f"png_{n}_{name}", icon=":material/download:")
-        import pandas as pd
-
-        table = pd.DataFrame([{"face": i + 1, **dict(zip("xywh", r["box"])), "label": r["label"], **r["scores"]}
-                              for i, r in enumerate(records)])
-        d2.download_button("CSV", table.to_csv(index=False), f"{stem}_faces.csv", "text/csv",
-                           key=f"csv_{n}_{name}", icon=":material/download:")
-        d3.download_button("JSON", json.dumps({"image": name, "faces": records}, indent=2),
-                           f"{stem}_faces.json", "application/json", key=f"json_{n}_{name}",
-                           icon=":material/download:")
+            st.dataframe(to_table([res]).drop(columns=["file", "face_id", "error"]), hide_index=True)
+        png = encode_png(res.preview)
+        st.download_button("Annotated PNG", png, f"{Path(res.file).stem}_annotated.png", key=f"png_{n}")
     overlays = []
-    if keras_path is not None and faces:
+    if keras_path is not None and res.faces:
+        from fercore.explain import gradcam as grad_cam
+        from fercore.explain import overlay
+
         try:
-            overlays = gradcam_overlays(faces, keras_path)
+            kmodel = common.get_keras_model(str(keras_path))
+            overlays = [overlay(f.face, grad_cam(kmodel, f.face)) for f in res.faces]
         except (ValueError, OSError) as exc:
             common.show_error(exc, "Grad-CAM failed")
-    for i, (face, rec) in enumerate(zip(faces, records)):
+    for i, f in enumerate(res.faces):
         cols = st.columns([1, 3, 1] if overlays else [1, 4])
-        cols[0].image(face, caption=f"face {i + 1}: {rec['label']}", width=120)
-        cols[1].plotly_chart(common.emotion_bar(rec["scores"], height=200), key=f"bar_{n}_{i}_{name}")
+        cols[0].image(f.face, caption=f"face {i + 1}: {f.label}", width=120)
+        cols[1].plotly_chart(common.emotion_bar(f.scores, height=200), key=f"bar_{n}_{i}")
         if overlays:
             cols[2].image(overlays[i], caption="Grad-CAM", width=120)
