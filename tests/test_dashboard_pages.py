@@ -482,11 +482,11 @@ def test_photo_astronaut_is_happy(photos_dir):
     at.selectbox(key="photo_sample").set_value("astronaut.png").run()
     assert_ok(at)
     assert not errors(at)
-    faces = at.dataframe[0].value
-    assert len(faces) == 1 and faces["emotion"][0] == "happy", faces
+    faces = at.dataframe[0].value  # one photo: its faces table, no batch table
+    assert len(faces) == 1 and faces["label"][0] == "happy" and not faces["whole_image"][0], faces
     assert len(plotly_charts(at)) == 1  # the 7 probabilities
     assert len(at.image) >= 2  # annotated image + face crop
-    assert {"PNG", "CSV", "JSON"} <= {d.label for d in at.get("download_button")}
+    assert {"Annotated PNG", "CSV (all faces)", "JSON (all images)"} <= {d.label for d in at.get("download_button")}
 
 
 @requires_default_model
@@ -501,7 +501,52 @@ def test_photo_several_images_same_name_and_group_photo(photos_dir):
     assert_ok(at)
     assert not errors(at)
     assert [s.value for s in at.subheader] == ["astronaut.png", "t1.jpg", "astronaut.png"]
-    assert len(at.dataframe) == 3, "a faces table per photo"
+    assert len(at.dataframe) == 4, "the batch table + a faces table per photo"
+    assert at.dataframe[0].value["faces"].tolist() == [1, 6, 1]
+
+
+@requires_default_model
+def test_photo_zip_batch_one_table_csv_gallery_and_whole_image(photos_dir):
+    """A zip of 50 images (3 corrupt, a text file) + a photo: one table, one CSV, a gallery, bad ones listed."""
+    import cv2
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(50):
+            crop = cv2.imencode(".png", rng.integers(0, 255, (48, 48), dtype=np.uint8))[1].tobytes()
+            zf.writestr(f"crops/{i:02d}.png", b"not a png" if i in (7, 21, 42) else crop)
+        zf.writestr("crops/readme.txt", "hello")
+    at = open_page("photo")
+    at.file_uploader(key="photo_upload").set_value([
+        ("crops.zip", buf.getvalue(), "application/zip"),
+        ("astronaut.png", (photos_dir / "astronaut.png").read_bytes(), "image/png"),
+    ]).run()
+    assert_ok(at)
+    assert not errors(at) and not at.get("progress"), "the progress bar is gone when done"
+    assert any("50 MB each" in c.value for c in at.caption), "limits shown"
+    (table,) = [d.value for d in at.dataframe if "labels" in d.value.columns]
+    assert len(table) == 52 and table["faces"].sum() == 1  # 51 images + readme.txt; only the astronaut has a face
+    assert "not an image file" in table.set_index("file").loc["crops.zip/crops/readme.txt", "labels"]
+    assert "not an image" in table.set_index("file").loc["crops.zip/crops/07.png", "labels"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "51" and metrics["Without a face"] == "47" and metrics["Skipped or unreadable"] == "4"
+    assert "Gallery" in [s.value for s in at.subheader] and len(at.image) == 38  # 40 a page, less 2 unreadable
+    at.number_input(key="photo_page").set_value(2).run()
+    assert len(at.image) == 10  # 11 images (the astronaut last), less 1 unreadable
+    csv = next(d for d in at.get("download_button") if d.label == "CSV (all faces)")
+    assert csv.proto.url, "the CSV download is served"
+
+    at.toggle(key="photo_whole").set_value(True).run()  # the crops are classified as whole images
+    assert_ok(at)
+    (table,) = [d.value for d in at.dataframe if "labels" in d.value.columns]
+    assert table["faces"].sum() == 48 and table["labels"].str.contains("whole image").sum() == 47
+    assert {m.label: m.value for m in at.metric}["Without a face"] == "0"
+    from fercore.batch import to_table
+
+    rows = to_table(at.session_state["photo_batch"]["results"])
+    assert isinstance(rows, pd.DataFrame) and rows["whole_image"].sum() == 47
 
 
 @requires_default_model
