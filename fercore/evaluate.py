@@ -1,53 +1,72 @@
-"""Evaluation: accuracy, confusion matrix, per-class precision/recall/F1 (scikit-learn), and
-test-time augmentation (flips and crops)."""
+"""Evaluation: accuracy, confusion matrix, per-class precision/recall/F1 (scikit-learn), calibration
+(ECE, temperature), test-time augmentation, and scoring against FER+ majority labels."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from fercore.classify import Backend, load_backend
-from fercore.data import Dataset
+from fercore.calibration import (
+    apply_temperature,
+    ece,
+    fit_temperature,
+    load_temperature,
+    save_temperature,
+)
+from fercore.classify import Backend
+from fercore.data import Dataset, align_votes, load_ferplus_votes
+from fercore.ensemble import EnsembleBackend, load_tier, resolve_tier, tta_views
 from fercore.labels import EMOTIONS, NUM_CLASSES
-from fercore.preprocess import FACE_SIZE, to_model_input
+from fercore.preprocess import to_model_input
+
+ECE_BINS = 15
+FERPLUS_FILE = "ferplus_votes.csv"
+
+__all__ = [
+    "EvalResult",
+    "evaluate",
+    "predict_proba",
+    "tta_views",
+    "ferplus_relabel",
+    "find_ferplus_votes",
+    "stratified_subset",
+    "fit_and_save_temperature",
+]
+
+ModelArg = str | Path | Backend | None
 
 
-def tta_views(faces: np.ndarray, crop: int = 44) -> list[np.ndarray]:
-    """Ten views of (n, 48, 48) faces: four corner and one centre ``crop``×``crop`` crops resized
-    back to 48×48, each also mirrored."""
-    import cv2
-
-    m = FACE_SIZE - crop
-    offsets = [(m // 2, m // 2), (0, 0), (0, m), (m, 0), (m, m)]
-    views = []
-    for y, x in offsets:
-        cropped = faces[:, y : y + crop, x : x + crop]
-        resized = np.stack([cv2.resize(f, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
-                            for f in cropped]) if len(faces) else faces
-        views += [resized, resized[:, :, ::-1]]
-    return views
+def _backend(model: ModelArg) -> Backend:
+    if model is None or isinstance(model, (str, Path)):
+        return load_tier(model)
+    return model
 
 
-def predict_proba(model: str | Path | Backend | None, faces: np.ndarray, tta: bool = False,
-                  batch_size: int = 512,
-                  progress: Callable[[float], None] | None = None) -> np.ndarray:
+def predict_proba(
+    model: ModelArg,
+    faces: np.ndarray,
+    tta: bool = False,
+    batch_size: int = 512,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
     """(n, 7) probabilities for (n, 48, 48) uint8 faces; averaged over TTA views if asked.
 
-    ``model`` is a model file (the shipped one if None) or an already loaded backend;
+    ``model`` is a tier name, a model file (the shipped one if None) or a loaded backend;
     ``progress`` is called with the fraction done after each batch.
     """
-    backend = model if hasattr(model, "predict") else load_backend(model)
+    backend = _backend(model)
     n = len(faces)
     total = np.zeros((n, NUM_CLASSES), np.float64)
     for start in range(0, n, batch_size):
         chunk = faces[start : start + batch_size]
         views = tta_views(chunk) if tta else [chunk]
         for view in views:
-            total[start : start + len(chunk)] += backend.predict(
-                to_model_input(np.ascontiguousarray(view)))
+            total[start : start + len(chunk)] += backend.predict(to_model_input(np.ascontiguousarray(view)))
         total[start : start + len(chunk)] /= len(views)
         if progress is not None:
             progress(min(1.0, (start + len(chunk)) / n))
@@ -56,27 +75,36 @@ def predict_proba(model: str | Path | Backend | None, faces: np.ndarray, tta: bo
 
 @dataclass
 class EvalResult:
-    """Predictions and the metrics derived from them."""
+    """Predictions and the metrics derived from them.
+
+    ``proba`` is what the backend returned; ``temperature`` (from the model's calibration file)
+    gives the probabilities users see, ``calibrated``. Argmax, hence accuracy, is the same.
+    """
 
     y_true: np.ndarray
     proba: np.ndarray
     model: str
     tta: bool
+    temperature: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def y_pred(self) -> np.ndarray:
         return self.proba.argmax(axis=1)
 
+    @property
+    def calibrated(self) -> np.ndarray:
+        return apply_temperature(self.proba, self.temperature)
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON contract: accuracy, n, per_class, confusion (+ labels, model, tta, macro_f1)."""
+        """The JSON contract: accuracy, n, per_class, confusion (+ labels, model, tta, macro_f1,
+        ece of the served probabilities, ece_uncalibrated, temperature, and ``extra``)."""
         from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
         labels = list(range(NUM_CLASSES))
-        p, r, f, s = precision_recall_fscore_support(self.y_true, self.y_pred, labels=labels,
-                                                     zero_division=0)
+        p, r, f, s = precision_recall_fscore_support(self.y_true, self.y_pred, labels=labels, zero_division=0)
         per_class = {
-            EMOTIONS[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                          "support": int(s[i])}
+            EMOTIONS[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i in labels
         }
         return {
@@ -88,20 +116,129 @@ class EvalResult:
             "labels": list(EMOTIONS),
             "model": self.model,
             "tta": self.tta,
+            "ece": ece(self.calibrated, self.y_true, ECE_BINS),
+            "ece_uncalibrated": ece(self.proba, self.y_true, ECE_BINS),
+            "temperature": self.temperature,
+            **self.extra,
         }
 
 
-def evaluate(model: str | Path | Backend | None, dataset: Dataset, tta: bool = False,
-             progress: Callable[[float], None] | None = None,
-             model_name: str | None = None) -> EvalResult:
-    """Classify every face of ``dataset`` with the model (a file, a loaded backend, or the
-    shipped model if None)."""
-    from fercore.classify import default_model_path
-
+def evaluate(
+    model: ModelArg,
+    dataset: Dataset,
+    tta: bool = False,
+    progress: Callable[[float], None] | None = None,
+    model_name: str | None = None,
+    temperature: float | None = None,
+) -> EvalResult:
+    """Classify every face of ``dataset`` with the model (a tier name, a file, a loaded backend,
+    or the shipped model if None). ``temperature`` defaults to the model's calibration file (1 for
+    a backend). A tier that applies its own TTA is never augmented twice."""
     if len(dataset) == 0:
         raise ValueError("the data set has no images to evaluate")
-    if model is None:
-        model = default_model_path()
-    proba = predict_proba(model, dataset.images, tta=tta, progress=progress)
-    name = model_name or (str(model) if isinstance(model, (str, Path)) else type(model).__name__)
-    return EvalResult(y_true=dataset.labels.astype(np.int64), proba=proba, model=name, tta=tta)
+    backend = _backend(model)
+    tier_tta = isinstance(backend, EnsembleBackend) and backend.tta
+    is_file = model is None or isinstance(model, (str, Path))
+    if temperature is None:
+        temperature = load_temperature(resolve_tier(model)) if model is None or isinstance(model, (str, Path)) else 1.0
+    proba = predict_proba(backend, dataset.images, tta=tta and not tier_tta, progress=progress)
+    if model_name is None:
+        model_name = str(model or resolve_tier(None)) if is_file else type(model).__name__
+    return EvalResult(
+        y_true=dataset.labels.astype(np.int64),
+        proba=proba,
+        model=model_name,
+        tta=tta or tier_tta,
+        temperature=temperature,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# FER+ labels
+
+
+def find_ferplus_votes(data: str | Path) -> Path:
+    """``ferplus_votes.csv`` inside a data folder or beside a data file/folder."""
+    data = Path(data)
+    candidates = ([data / FERPLUS_FILE] if data.is_dir() else []) + [data.parent / FERPLUS_FILE]
+    for c in candidates:
+        if c.exists():
+            return c
+    raise FileNotFoundError(f"no {FERPLUS_FILE} in or beside {data}; give its path with --ferplus")
+
+
+def ferplus_relabel(dataset: Dataset, votes_file: str | Path) -> tuple[Dataset, dict[str, int]]:
+    """The faces of ``dataset`` that have a clear FER+ majority among the 7 FER2013 emotions,
+    relabelled with it (contempt, unknown and not-a-face votes are ignored).
+
+    A clear majority is a unique most-voted emotion. Faces without one (a tie, or no vote among
+    the 7 — including faces absent from the vote file) are left out and counted: returns the
+    relabelled subset and ``{"excluded_no_majority": …, "excluded_tie": …, "excluded_no_votes": …}``.
+    """
+    rows, votes = load_ferplus_votes(votes_file)
+    v = align_votes(dataset, rows, votes)
+    top = v.max(axis=1)
+    no_votes = top <= 0
+    tie = ~no_votes & ((v == top[:, None]).sum(axis=1) > 1)
+    keep = ~(no_votes | tie)
+    sub = dataset.subset(keep)
+    relabelled = dataclasses.replace(sub, labels=v[keep].argmax(axis=1).astype(np.int64))
+    counts = {
+        "excluded_no_majority": int((~keep).sum()),
+        "excluded_tie": int(tie.sum()),
+        "excluded_no_votes": int(no_votes.sum()),
+    }
+    return relabelled, counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Samples and calibration
+
+
+def stratified_subset(
+    dataset: Dataset, limit: int | None = None, fold: tuple[int, int] | None = None, seed: int = 0
+) -> Dataset:
+    """A reproducible class-balanced part of ``dataset``: fold ``k`` of ``n`` (``fold=(k, n)``,
+    1-based; the folds partition each class) and/or at most ``limit`` faces in class proportions.
+
+    Folds let one fit a temperature on one half of a split and report on the other."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(dataset.labels)
+    if fold is not None:
+        k, n = fold
+        if not 1 <= k <= n:
+            raise ValueError(f"fold must be k/n with 1 ≤ k ≤ n, got {k}/{n}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be ≥ 1, got {limit}")
+    chosen: list[np.ndarray] = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        if fold is not None:
+            members = members[fold[0] - 1 :: fold[1]]
+        chosen.append(members)
+    index = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+    if limit is not None and limit < len(index):
+        # equal-rate sampling across classes: a random `limit` of the pooled, per-class shuffled faces
+        share = {int(c): len(m) / len(index) for c, m in zip(np.unique(labels), chosen, strict=True)}
+        parts = [m[: max(1, round(limit * share[int(c)]))] for c, m in zip(np.unique(labels), chosen, strict=True)]
+        index = np.concatenate(parts)[:limit]
+    return dataset.subset(np.sort(index))
+
+
+def fit_and_save_temperature(result: EvalResult, model_path: str | Path, fitted_on: str) -> dict[str, Any]:
+    """Fit the temperature on ``result``'s raw probabilities and save it beside ``model_path``;
+    returns what was written (temperature, fitted_on, n, ece_before, ece_after, nll…)."""
+    from fercore.calibration import nll
+
+    t = fit_temperature(result.proba, result.y_true)
+    info = {
+        "fitted_on": fitted_on,
+        "n": int(len(result.y_true)),
+        "tta": result.tta,
+        "ece_before": ece(result.proba, result.y_true, ECE_BINS),
+        "ece_after": ece(apply_temperature(result.proba, t), result.y_true, ECE_BINS),
+        "nll_before": nll(result.proba, result.y_true),
+        "nll_after": nll(result.proba, result.y_true, t),
+    }
+    file = save_temperature(model_path, t, **info)
+    return {"temperature": t, **info, "file": str(file)}

@@ -1,10 +1,17 @@
-"""python -m training.ship — put a finished run's best model into models/ with its figures.
+"""python -m training.ship — put a finished run's best model into models/ with its figures, or
+build the accurate tier (an ensemble) from several trained members.
 
   python -m training.ship --run runs/<id> --data ../shared/data/fer2013 [--baseline runs/<seed-run>]
+  python -m training.ship --tier accurate --members runs/a/checkpoints/best.keras runs/b/… --data …
 
 Exports every format (checked against the source on real faces), evaluates on PublicTest with and
 without TTA, and writes models/metrics.json and models/confusion.png, the figures that
 models/MODEL_CARD.md quotes (tests/test_shipped_model.py checks that they match the shipped files).
+
+A tier (``--tier accurate``) goes to models/<tier>/: each member as a float32 .tflite twin
+(checked against its Keras source), and manifest.json with the tier's TTA setting and every
+member's and the ensemble's PublicTest figures (fercore.ensemble reads it). Fit the tier's
+temperature afterwards with ``python -m training.evaluate --model accurate --fit-temperature …``.
 """
 
 from __future__ import annotations
@@ -34,16 +41,40 @@ def confusion_png(confusion: list[list[int]], labels: list[str], file: Path) -> 
             x0, y0 = left + j * cell, top + i * cell
             cv2.rectangle(img, (x0, y0), (x0 + cell - 2, y0 + cell - 2), (255, shade, shade), -1)
             color = (255, 255, 255) if norm[i, j] > 0.5 else (0, 0, 0)
-            cv2.putText(img, f"{norm[i, j] * 100:.0f}%", (x0 + 12, y0 + 30),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
-            cv2.putText(img, f"{int(m[i, j])}", (x0 + 12, y0 + 52),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
-        cv2.putText(img, labels[i], (8, top + i * cell + 38), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, labels[i][:7], (left + i * cell + 4, size[0] - 35),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "true class (rows) vs predicted (columns), PublicTest", (left, 25),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                img,
+                f"{norm[i, j] * 100:.0f}%",
+                (x0 + 12, y0 + 30),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                color,
+                1,
+                cv2.LINE_AA,
+            )
+            cv2.putText(
+                img, f"{int(m[i, j])}", (x0 + 12, y0 + 52), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA
+            )
+        cv2.putText(img, labels[i], (8, top + i * cell + 38), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            labels[i][:7],
+            (left + i * cell + 4, size[0] - 35),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.putText(
+        img,
+        "true class (rows) vs predicted (columns), PublicTest",
+        (left, 25),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     cv2.imwrite(str(file), img)
 
 
@@ -59,14 +90,38 @@ def training_minutes(times: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.ship", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="finished run directory")
+    p = argparse.ArgumentParser(
+        prog="python -m training.ship", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--tier",
+        choices=["fast", "accurate"],
+        default="fast",
+        help="fast: one run's model into models/; accurate: an ensemble into models/accurate/",
+    )
+    p.add_argument("--run", help="finished run directory (fast tier)")
+    p.add_argument("--members", nargs="+", help="member model files, .keras or model.json (accurate tier)")
+    p.add_argument("--no-tta", action="store_true", help="accurate tier without test-time augmentation")
     p.add_argument("--data", required=True, help="FER2013 with a test (PublicTest) split")
     p.add_argument("--baseline", help="run directory of the seed recipe, for comparison")
-    p.add_argument("--out", default=str(MODELS))
+    p.add_argument("--out", help="output folder (default: models/, or models/<tier>/ for a tier)")
     args = p.parse_args(argv)
+    if args.tier == "fast" and not args.run:
+        p.error("the fast tier needs --run")
+    if args.tier != "fast" and not args.members:
+        p.error(f"the {args.tier} tier needs --members")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.tier != "fast":
+        from fercore.data import DataError
+
+        try:
+            return ship_tier(
+                args.tier, args.members, args.data, Path(args.out or MODELS / args.tier), tta=not args.no_tta
+            )
+        except (DataError, FileNotFoundError, ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    args.out = args.out or str(MODELS)
     from fercore import runs
     from fercore.data import load_dataset
     from fercore.evaluate import evaluate
@@ -85,15 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     (out / "config.json").unlink(missing_ok=True)
     plain = evaluate(out / "model.tflite", test).to_dict()
     tta = evaluate(out / "model.tflite", test, tta=True).to_dict()
-    per_format = {name: evaluate(out / name, test).to_dict()["accuracy"]
-                  for name in ("model.tflite", "model.keras", "model.json")}
+    per_format = {
+        name: evaluate(out / name, test).to_dict()["accuracy"] for name in ("model.tflite", "model.keras", "model.json")
+    }
     model = load_keras_model(out / "model.keras")
     config = read_model_config(best) or {}
     status = runs.read_status(run)
     metrics = runs.read_metrics(run)
     train_minutes = training_minutes(metrics["time"].tolist()) if len(metrics) else None
-    size_mb = sum(f.stat().st_size for f in out.iterdir()
-                  if f.name.startswith("model.")) / 1e6
+    size_mb = sum(f.stat().st_size for f in out.iterdir() if f.name.startswith("model.")) / 1e6
     result = {
         **{k: plain[k] for k in ("accuracy", "n", "per_class", "macro_f1", "confusion", "labels")},
         "accuracy_tta": tta["accuracy"],
@@ -113,13 +168,92 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         base_best = Path(args.baseline) / runs.BEST
         base = evaluate(base_best, test).to_dict()
-        result["baseline"] = {"recipe": "seed (coursera CNN, Adam 5e-4, flips, 15 epochs, "
-                                        "reduce-on-plateau)", "accuracy": base["accuracy"],
-                              "macro_f1": base["macro_f1"]}
+        result["baseline"] = {
+            "recipe": "seed (coursera CNN, Adam 5e-4, flips, 15 epochs, reduce-on-plateau)",
+            "accuracy": base["accuracy"],
+            "macro_f1": base["macro_f1"],
+        }
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     confusion_png(plain["confusion"], plain["labels"], out / "confusion.png")
-    print(json.dumps({k: result[k] for k in ("accuracy", "accuracy_tta", "accuracy_by_format",
-                                             "params", "flops", "size_mb")}, indent=2))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("accuracy", "accuracy_tta", "accuracy_by_format", "params", "flops", "size_mb")},
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _display_path(path: Path) -> str:
+    """The path relative to the project when inside it, else its last two parts (never a
+    machine-specific absolute path in a shipped file)."""
+    try:
+        return str(path.resolve().relative_to(MODELS.parent))
+    except ValueError:
+        return str(Path(*path.resolve().parts[-2:]))
+
+
+def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = True) -> int:
+    """Write ``out``/member_<i>.tflite (float32 twins) and manifest.json with PublicTest figures."""
+    import numpy as np
+
+    from fercore.classify import load_backend
+    from fercore.data import load_dataset
+    from fercore.ensemble import EnsembleBackend, write_manifest
+    from fercore.evaluate import evaluate
+    from fercore.export import export_tflite
+    from fercore.model import load_keras_model, to_float32
+    from fercore.preprocess import to_model_input
+
+    test = load_dataset(data).split("test")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("member_*.tflite"), out / "calibration.json"]:
+        stale.unlink(missing_ok=True)  # a re-shipped tier starts clean (its old temperature too)
+    entries, files = [], []
+    x = to_model_input(test.images[:256])
+    for i, source in enumerate(members, start=1):
+        model = to_float32(load_keras_model(source))
+        file = export_tflite(model, out / f"member_{i}.tflite")
+        diff = float(np.abs(load_backend(file).predict(x) - np.asarray(model(x, training=False))).max())
+        if diff >= 1e-4:
+            raise ValueError(f"{source}: its .tflite twin differs from the Keras model by {diff:.2g}")
+        plain, with_tta = evaluate(file, test).to_dict(), evaluate(file, test, tta=True).to_dict()
+        entries.append(
+            {
+                "file": file.name,
+                "source": _display_path(Path(source)),
+                "accuracy": plain["accuracy"],
+                "accuracy_tta": with_tta["accuracy"],
+                "macro_f1": plain["macro_f1"],
+                "ece": plain["ece_uncalibrated"],
+                "params": int(model.count_params()),
+                "max_abs_diff": diff,
+            }
+        )
+        files.append(file)
+    ensemble = EnsembleBackend([load_backend(f) for f in files], tta=tta)
+    result = evaluate(ensemble, test, model_name=name).to_dict()
+    metrics = {
+        "split": "PublicTest",
+        "n": result["n"],
+        "accuracy": result["accuracy"],
+        "macro_f1": result["macro_f1"],
+        "ece": result["ece_uncalibrated"],
+        "per_class": result["per_class"],
+        "confusion": result["confusion"],
+    }
+    write_manifest(out, entries, tta=tta, name=name, metrics=metrics)
+    print(
+        json.dumps(
+            {
+                "tier": name,
+                "tta": tta,
+                "accuracy": result["accuracy"],
+                "members": [{k: e[k] for k in ("file", "source", "accuracy", "accuracy_tta")} for e in entries],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -1,0 +1,118 @@
+"""Same-run comparison with a peer: the ``fer`` package (Justin Shenk's FER, Haar + a small CNN).
+
+``fer`` is never a dependency of this project; install it into the venv only to bench against it:
+
+    .venv/bin/pip install --no-deps fer==25.10.3
+
+(its Haar path needs OpenCV, TensorFlow, pandas, requests, tqdm and setuptools' pkg_resources,
+all already in the venv; ``--no-deps`` keeps it from pulling torch/facenet-pytorch and moviepy).
+fer 25.x no longer exports ``FER`` at the package top level: it lives in ``fer.fer``.
+
+    python bench/peer_fer.py [--photo t1.jpg] [--repeat 20]
+
+prints the peer's detect+classify latency on one 640×480 frame; ``bench/frame_latency.py`` calls
+``peer_latency`` on its own frames so both figures come from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data")) / "photos"
+
+
+def load_peer() -> Any | None:
+    """A ``fer.FER`` (Haar detector, its default TFLite classifier), or None if ``fer`` is not
+    importable. Imported here, never at module level, so the bench runs without it."""
+    try:
+        from fer.fer import FER
+    except Exception:  # missing package or one of its own imports: no peer in this run
+        return None
+    return FER()
+
+
+def peer_latency(
+    frame_rgb: np.ndarray, repeat: int = 20, warmup: int = 2, peer: Any | None = None
+) -> dict[str, Any] | None:
+    """Wall-clock ms of ``fer``'s ``detect_emotions`` (detect + classify) on one RGB uint8 frame.
+
+    Returns ``{"p50_ms", "p95_ms", "mean_ms", "faces", "repeat", "version"}``, or None when the
+    ``fer`` package is not importable. ``peer`` reuses an already built ``FER()`` (building one
+    loads TensorFlow, ~6 s; pass it when timing several frames).
+    """
+    if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 frame (h, w, 3), got {frame_rgb.shape} {frame_rgb.dtype}")
+    if repeat < 1:
+        raise ValueError(f"repeat must be ≥ 1, got {repeat}")
+    peer = peer if peer is not None else load_peer()
+    if peer is None:
+        return None
+    import fer
+
+    bgr = np.ascontiguousarray(frame_rgb[:, :, ::-1])  # fer follows OpenCV: BGR arrays
+    faces = 0
+    for _ in range(warmup):
+        faces = len(peer.detect_emotions(bgr))
+    ms = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        faces = len(peer.detect_emotions(bgr))
+        ms.append((time.perf_counter() - t0) * 1000)
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "mean_ms": float(np.mean(ms)),
+        "faces": faces,
+        "repeat": repeat,
+        "version": getattr(fer, "__version__", "?"),
+    }
+
+
+def frame_from_photo(path: Path, width: int = 640, height: int = 480) -> np.ndarray:
+    """The photo scaled to fit ``width``×``height`` and centred on black (as frame_latency does)."""
+    import cv2
+
+    bgr = cv2.imread(str(path))
+    if bgr is None:
+        raise ValueError(f"{path}: cannot read image")
+    h, w = bgr.shape[:2]
+    s = min(width / w, height / h)
+    nw, nh = round(w * s), round(h * s)
+    small = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    frame = np.zeros((height, width, 3), np.uint8)
+    y0, x0 = (height - nh) // 2, (width - nw) // 2
+    frame[y0 : y0 + nh, x0 : x0 + nw] = small
+    return np.ascontiguousarray(frame[:, :, ::-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--photo", default="t1.jpg", help="photo in ../shared/data/photos (or a path)")
+    p.add_argument("--repeat", type=int, default=20)
+    args = p.parse_args(argv)
+    path = Path(args.photo) if Path(args.photo).exists() else PHOTOS / args.photo
+    frame = frame_from_photo(path)
+    print(f"load average {os.getloadavg()[0]:.2f} (2-core machine; wall-clock figures depend on it)")
+    result = peer_latency(frame, repeat=args.repeat)
+    if result is None:
+        print("fer: not importable (pip install --no-deps fer==25.10.3 into the venv to compare)")
+        return 0
+    print(
+        f"fer {result['version']} on {path.name} (640×480): detect+classify p50 {result['p50_ms']:.1f} ms, "
+        f"p95 {result['p95_ms']:.1f} ms, {result['faces']} faces found, {result['repeat']} runs"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
