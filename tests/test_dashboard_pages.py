@@ -568,19 +568,66 @@ def test_photo_gradcam(photos_dir):
 
 
 @requires_default_model
-def test_video_corrupt_upload_is_a_clear_error_then_a_good_one_works(photos_dir, tmp_path):
+def test_video_corrupt_upload_is_a_clear_error_then_a_good_one_works(photos_dir, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     at = open_page("video", timeout=120)
     at.file_uploader(key="video_upload").set_value(("clip.mp4", os.urandom(4096), "video/mp4")).run()
     assert_ok(at)
     assert errors(at) and "clip.mp4" in errors(at)[0]
+    assert not list((tmp_path / "tmp").iterdir()), "nothing left on disk after an error"
     clip = make_video(tmp_path / "face.mp4", photos_dir / "astronaut.png")
     at.file_uploader(key="video_upload").set_value(("face.mp4", clip.read_bytes(), "video/mp4")).run()
     assert_ok(at)
-    assert not errors(at)
+    assert not errors(at) and not at.get("progress") and not any(b.label == "Cancel" for b in at.button)
     assert [m.value for m in at.metric if m.label == "Frames"] == ["12"]
     assert at.get("video"), "the annotated video plays in the page"
     assert len(plotly_charts(at)) == 2  # share per face + timeline
     assert {"Annotated video", "Per-frame CSV"} <= {d.label for d in at.get("download_button")}
+    assert "Highlights" in [s.value for s in at.subheader]
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith("happy ") and " · 0:" in c for c in captions), captions  # the astronaut smiles
+    assert not list((tmp_path / "tmp").iterdir()), "nothing left on disk"
+
+
+@requires_default_model
+def test_video_cancel_leaves_nothing_on_disk_and_can_restart(photos_dir, tmp_path, monkeypatch):
+    """Cancel = Streamlit interrupting the script inside a progress update (as a rerun request does)."""
+    import tempfile
+
+    import fercore.video
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    real = fercore.video.process_video
+    calls = []
+
+    def interrupted(*args, progress=None, **kwargs):
+        def stop_midway(fraction):
+            progress(fraction)
+            if fraction > 0.3:
+                raise StopException()
+
+        calls.append(args[1])
+        return real(*args, progress=stop_midway, **kwargs)
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(fercore.video, "process_video", interrupted)
+    at = open_page("video", timeout=120)
+    clip = make_video(tmp_path / "face.mp4", photos_dir / "astronaut.png", frames=20)
+    at.file_uploader(key="video_upload").set_value(("face.mp4", clip.read_bytes(), "video/mp4")).run()
+    assert_ok(at)
+    assert calls and not list((tmp_path / "tmp").iterdir()), "temporary files removed on interruption"
+    assert "%" in at.get("progress")[0].proto.text, "progress text"
+    button(at, "Cancel").click().run()
+    assert any("cancelled" in i.value for i in at.info) and not at.get("video")
+    monkeypatch.setattr(fercore.video, "process_video", real)
+    button(at, "Analyse again").click().run()
+    assert_ok(at)
+    assert [m.value for m in at.metric if m.label == "Frames"] == ["20"] and not errors(at)
+    assert not list((tmp_path / "tmp").iterdir())
 
 
 # ----------------------------------------------------------------------------------------------
