@@ -241,7 +241,7 @@ def write_relabel(suspects: list[Suspect], path: str | os.PathLike[str]) -> int:
     rowless = sum(s.row is None for s in suspects)
     if rowless:
         raise DataError(f"{rowless} suspects have no FER2013 row (file names are not NNNNN.png): cannot relabel")
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(RELABEL_COLUMNS)
         for s in sorted(suspects, key=lambda s: s.row or 0):
@@ -253,7 +253,7 @@ def read_relabel(path: str | os.PathLike[str]) -> dict[int, tuple[int, int]]:
     """row → (old, new) class indices from a relabel file; DataError naming the line of any problem."""
     path = Path(path)
     try:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a BOM
             lines = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read the relabel file ({type(exc).__name__})") from None
@@ -293,7 +293,7 @@ def apply_relabel(dataset: Dataset, path: str | os.PathLike[str]) -> Dataset:
     where = {int(r): i for i, r in enumerate(rows.tolist()) if r >= 0}
     unknown = [r for r in changes if r not in where]
     if unknown:
-        raise DataError(f"{path}: {len(unknown)} rows are not in the data set (first: {unknown[0]})")
+        raise DataError(f"{path}: rows not in the data set: {len(unknown)} (first: {unknown[0]})")
     labels = np.array(dataset.labels, dtype=np.int64, copy=True)
     for row, (old, new) in changes.items():
         if labels[where[row]] != old:
