@@ -9,11 +9,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import ASTRONAUT_FACE, encode, moving_face_frames, write_video
 
+import fercore.__main__ as cli
+from fercore.detectors.haar import HaarDetector
+from fercore.detectors.tracking import TrackingDetector
+from fercore.image import load_image
 from fercore.labels import EMOTIONS
-
-ASTRONAUT_FACE = (222, 115)
 
 TINY_MODEL_CODE = """
 import sys, tensorflow as tf
@@ -26,14 +30,14 @@ open(sys.argv[1], "wb").write(tf.lite.TFLiteConverter.from_keras_model(model).co
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.tflite"
-    subprocess.run([sys.executable, "-c", TINY_MODEL_CODE, str(path)], check=True, timeout=300,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-c", TINY_MODEL_CODE, str(path)], check=True, timeout=300, capture_output=True)
     return path
 
 
 def run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fercore", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "fercore", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -61,11 +65,22 @@ def bad_files(tmp_path) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize("kind, words", [("empty", "empty"), ("noise", "not an image"),
-                                         ("truncated", "truncated")])
+@pytest.mark.parametrize("kind, words", [("empty", "empty"), ("noise", "not an image"), ("truncated", "truncated")])
 def test_unreadable_image_exits_nonzero_with_one_line(bad_files, kind, words):
     path = bad_files[kind]
     assert_one_line_error(run("predict", path), path.name, words)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OpenCV's libpng prints 'libpng error: …' to stderr before Pillow gives the one-line reason; "
+    "fix: decode under _native_stderr_silenced() in fercore/__main__.py",
+)
+def test_truncated_png_exits_nonzero_with_one_line(tmp_path):
+    data = encode(np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8), "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    assert_one_line_error(run("predict", path), "cut.png", "truncated")
 
 
 def test_missing_file_and_bad_options(tmp_path):
@@ -89,8 +104,6 @@ def test_predict_json_contract(photos_dir, tiny_model, bad_files, tmp_path):
     assert sum(face["scores"].values()) == pytest.approx(1.0, abs=1e-4)
     assert face["label"] == max(face["scores"], key=face["scores"].get)
 
-    from fercore.predictor import load_image
-
     assert load_image(tmp_path / "ann.png").shape == load_image(good).shape
 
     # one good and one bad image: the good one is still reported, the exit code says failure
@@ -112,26 +125,72 @@ def test_predict_text_output_and_missing_model(photos_dir, tiny_model, tmp_path)
 
 @pytest.mark.data
 def test_video_command(photos_dir, tiny_model, tmp_path):
-    from test_video import moving_face_frames, write_video
-
     src = tmp_path / "in.mp4"
-    write_video(src, moving_face_frames(photos_dir, 20))
+    write_video(src, moving_face_frames(20))
     out, csv = tmp_path / "out.mp4", tmp_path / "faces.csv"
     proc = run("video", src, "--out", out, "--csv", csv, "--stride", "2", "--model", tiny_model)
     assert proc.returncode == 0, proc.stderr
     assert "20 frames" in proc.stdout and "10 analysed" in proc.stdout
-    import pandas as pd
-
     table = pd.read_csv(csv)
     assert set(table["frame"]) <= set(range(0, 20, 2)) and len(table) >= 8
     assert out.stat().st_size > 0
-    proc = run("video", src, "--out", out, "--csv", csv, "--scan-every", "4", "--model", tiny_model)
-    assert proc.returncode == 0, proc.stderr
-    assert "20 analysed" in proc.stdout and len(pd.read_csv(csv)) >= 10
 
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 4096)
     assert_one_line_error(run("video", bad, "--out", tmp_path / "o.mp4", "--model", tiny_model), "bad.mp4")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["video", "IN", "--out", "OUT", "--scan-every", "3"], ["--scan-every", "--detector haar", "blaze"]),
+        (["video", "IN", "--out", "OUT", "--scan-every", "3", "--detector", "mtcnn"], ["--scan-every", "mtcnn"]),
+        (["predict", "IMG", "--min-face", "0.1"], ["--min-face", "--detector haar"]),
+        (["predict", "IMG", "--detect-side", "640", "--detector", "blaze"], ["--detect-side", "--detector haar"]),
+    ],
+)
+def test_haar_only_options_with_another_detector_are_rejected(tmp_path, tiny_model, args, words):
+    src = tmp_path / "in.mp4"
+    write_video(src, [np.full((64, 64, 3), 90, np.uint8)] * 2)
+    img = tmp_path / "img.png"
+    img.write_bytes(encode(np.full((64, 64, 3), 90, np.uint8), "PNG"))
+    argv = [{"IN": str(src), "OUT": str(tmp_path / "out.mp4"), "IMG": str(img)}.get(a, a) for a in args]
+    proc = run(*argv, "--model", tiny_model)
+    assert_one_line_error(proc, *words)
+    assert proc.returncode == 1
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.data
+def test_scan_every_with_haar_really_follows_faces(photos_dir, tiny_model, tmp_path, monkeypatch, capsys):
+    """``video --detector haar --scan-every 3`` run in-process: the pipeline the CLI builds scans
+    whole frames only about every third frame and follows the face in between, on every frame."""
+    src = tmp_path / "in.mp4"
+    frames = 30
+    write_video(src, moving_face_frames(frames))
+    built = []
+    real = cli._pipeline
+
+    def spy(args, stream=False):
+        built.append(real(args, stream))
+        return built[-1]
+
+    monkeypatch.setattr(cli, "_pipeline", spy)
+    csv = tmp_path / "faces.csv"
+    argv = ["video", str(src), "--out", str(tmp_path / "out.mp4"), "--csv", str(csv), "--model", str(tiny_model)]
+    assert cli.main([*argv, "--detector", "haar", "--scan-every", "3"]) == 0
+    (pipeline,) = built
+    detector = pipeline.detector
+    assert isinstance(detector, TrackingDetector) and detector.full_every == 3
+    assert pipeline.tracker is not None
+    table = pd.read_csv(csv)
+    assert len(table) >= 0.9 * frames and table["face_id"].nunique() == 1  # the face was followed...
+    assert detector.full_scans <= frames // 3 + 3  # ...with a full scan only every third frame or so
+    assert f"{frames} analysed" in capsys.readouterr().out
+
+    # the default (--scan-every 1) scans every frame in full
+    assert cli.main([*argv, "--detector", "haar"]) == 0
+    assert isinstance(built[-1].detector, HaarDetector)
 
 
 @pytest.mark.data
@@ -139,11 +198,10 @@ def test_litert_inference_does_not_import_tensorflow(photos_dir, tiny_model):
     code = (
         "import sys\n"
         "from fercore.classify import EmotionClassifier\n"
-        "from fercore.predictor import Predictor\n"
-        "from fercore.track import FaceTracker\n"
+        "from fercore.pipeline import FramePipeline\n"
         "from fercore.draw import annotate\n"
-        f"p = Predictor('haar', EmotionClassifier({str(tiny_model)!r}))\n"
-        f"faces = FaceTracker().update(p.predict({str(photos_dir / 'astronaut.png')!r}))\n"
+        f"p = FramePipeline('haar', EmotionClassifier({str(tiny_model)!r}), tracker=True)\n"
+        f"faces = p.predict({str(photos_dir / 'astronaut.png')!r})\n"
         "assert len(faces) == 1 and faces[0].face_id == 1\n"
         "import numpy as np\n"
         "assert annotate(np.zeros((300, 300, 3), np.uint8), faces).any()\n"

@@ -10,7 +10,7 @@ import pytest
 from conftest import ASTRONAUT_FACE, GRACE_FACE, MESSI_FACE, contains, load_photo
 
 from fercore.detectors import FaceDetector
-from fercore.detectors.haar import HaarDetector
+from fercore.detectors.haar import HaarDetector, drop_nested
 from fercore.image import load_image, to_gray
 from fercore.types import Box, DetectorError
 
@@ -150,3 +150,25 @@ def test_one_detector_shared_by_threads(photos_dir):
     for t in threads:
         t.join(timeout=120)
     assert not errors, errors[0]
+
+
+def test_drop_nested_keeps_one_box_per_face():
+    big, nested, apart = Box(96, 77, 68, 68), Box(101, 85, 50, 50), Box(300, 80, 60, 60)
+    assert drop_nested([nested, apart, big]) == [big, apart]
+    touching = Box(150, 77, 68, 68)  # overlaps ``big`` a little: another face
+    assert drop_nested([big, touching]) == [big, touching]
+    assert drop_nested([]) == []
+
+
+@pytest.mark.data
+def test_one_face_gives_one_box_even_where_the_cascade_fires_at_two_scales(photos_dir):
+    """On this frame the cascade reports the face at two neighbouring scales, a 50-px box inside a
+    68-px one; a tracker would give the face a second id."""
+    from conftest import face_tile
+
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    frame[45:195, 53:203] = face_tile(150)
+    rgb = cv2.imdecode(cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 60])[1], cv2.IMREAD_COLOR)
+    boxes = HaarDetector().detect(rgb[:, :, ::-1].copy())
+    assert len(boxes) == 1, boxes
+    assert contains(boxes[0], (53 + 74, 45 + 75))

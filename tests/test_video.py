@@ -5,43 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import moving_face_frames, write_video
 
-from fercore.classify import EmotionClassifier
 from fercore.labels import EMOTIONS
-from fercore.predictor import Predictor, load_image
-from fercore.video import TABLE_COLUMNS, VideoError, process_video
+from fercore.pipeline import FramePipeline
+from fercore.types import VideoError
+from fercore.video import TABLE_COLUMNS, process_video
 
 W, H, FPS = 320, 240, 10
 FACE_IN_TILE = (46, 39, 57)  # the face's box (x, y, side) inside the 150×150 tile, approximately
 
 
-class FixedBackend:
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.tile([0.05, 0.05, 0.1, 0.5, 0.1, 0.1, 0.1], (len(x), 1)).astype(np.float32)
-
-
 @pytest.fixture
-def predictor() -> Predictor:
-    return Predictor("haar", EmotionClassifier(backend=FixedBackend()))
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS, codec: str = "mpeg4",
-                faststart: bool = False) -> None:
-    options = {"movflags": "+faststart"} if faststart else {}
-    with av.open(str(path), "w", container_options=options) as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 2_000_000  # mpeg4's default (200 kb/s) is blocky enough to hide faces
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+def pipeline(fixed_classifier) -> FramePipeline:
+    """Haar (stream variant: follows faces between full scans), a tracker and drawing, fake model."""
+    return FramePipeline("haar", fixed_classifier, tracker=True, draw=True, stream=True)
 
 
 def count_frames(path: Path) -> tuple[int, av.video.stream.VideoStream]:
@@ -51,27 +32,16 @@ def count_frames(path: Path) -> tuple[int, av.video.stream.VideoStream]:
         return n, stream
 
 
-def moving_face_frames(photos_dir: Path, n: int, width: int = W, height: int = H) -> list[np.ndarray]:
-    """The astronaut's head (150×150 tile) sliding left to right over a gray background."""
-    tile = cv2.resize(load_image(photos_dir / "astronaut.png")[0:256, 96:352], (150, 150), interpolation=cv2.INTER_AREA)
-    frames = []
-    for i in range(n):
-        frame = np.full((height, width, 3), 90, np.uint8)
-        x = round(i * (width - 150) / max(n - 1, 1))
-        frame[45:195, x : x + 150] = tile
-        frames.append(frame)
-    return frames
-
-
 @pytest.mark.data
 @pytest.mark.slow
-def test_ten_second_video_keeps_frames_rows_and_one_id(tmp_path, photos_dir, predictor):
+def test_ten_second_video_keeps_frames_rows_and_one_id(tmp_path, photos_dir, pipeline):
     n = 10 * FPS
     src = tmp_path / "in.mp4"
-    write_video(src, moving_face_frames(photos_dir, n))
+    write_video(src, moving_face_frames(n))
     fractions: list[float] = []
-    result = process_video(src, tmp_path / "out" / "annotated.mp4", tmp_path / "faces.csv",
-                           predictor=predictor, progress=fractions.append)
+    result = process_video(
+        src, tmp_path / "out" / "annotated.mp4", tmp_path / "faces.csv", pipeline=pipeline, progress=fractions.append
+    )
 
     # the video: same frame count, H.264 in yuv420p, even size, same rate
     assert result.frames == n and result.analysed == n
@@ -100,10 +70,10 @@ def test_ten_second_video_keeps_frames_rows_and_one_id(tmp_path, photos_dir, pre
 
 
 @pytest.mark.data
-def test_stride_odd_size_and_max_frames(tmp_path, photos_dir, predictor):
+def test_stride_odd_size_and_max_frames(tmp_path, photos_dir, pipeline):
     src = tmp_path / "odd.mp4"
-    write_video(src, moving_face_frames(photos_dir, 12, width=322, height=242), codec="libx264")
-    result = process_video(src, tmp_path / "o.mp4", predictor=predictor, stride=3, max_frames=10)
+    write_video(src, moving_face_frames(12, width=322, height=242), codec="libx264")
+    result = process_video(src, tmp_path / "o.mp4", pipeline=pipeline, stride=3, max_frames=10)
     assert result.frames == 10 and result.analysed == 4  # frames 0, 3, 6, 9
     assert set(result.table["frame"]) <= {0, 3, 6, 9}
     assert result.csv_path is None
@@ -119,25 +89,25 @@ def test_stride_odd_size_and_max_frames(tmp_path, photos_dir, predictor):
         ("notes.mp4", b"just some text, not a video\n" * 50, "not a readable video"),
     ],
 )
-def test_corrupt_video_is_a_one_line_error(tmp_path, predictor, name, content, words):
+def test_corrupt_video_is_a_one_line_error(tmp_path, pipeline, name, content, words):
     src = tmp_path / name
     src.write_bytes(content)
     out = tmp_path / "out.mp4"
     with pytest.raises(VideoError) as e:
-        process_video(src, out, predictor=predictor)
+        process_video(src, out, pipeline=pipeline)
     msg = str(e.value)
     assert "\n" not in msg and name in msg and words in msg
     assert not out.exists()
 
 
-def test_missing_video_and_still_image(tmp_path, predictor):
+def test_missing_video_and_still_image(tmp_path, pipeline):
     with pytest.raises(VideoError, match="no such file"):
-        process_video(tmp_path / "nope.mp4", tmp_path / "o.mp4", predictor=predictor)
+        process_video(tmp_path / "nope.mp4", tmp_path / "o.mp4", pipeline=pipeline)
     with pytest.raises(ValueError, match="stride"):
-        process_video(tmp_path / "nope.mp4", tmp_path / "o.mp4", predictor=predictor, stride=0)
+        process_video(tmp_path / "nope.mp4", tmp_path / "o.mp4", pipeline=pipeline, stride=0)
 
 
-def test_truncated_video_gives_a_partial_result_or_a_one_line_error(tmp_path, predictor):
+def test_truncated_video_gives_a_partial_result_or_a_one_line_error(tmp_path, pipeline):
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(30)]
     good = tmp_path / "good.mp4"
@@ -146,11 +116,52 @@ def test_truncated_video_gives_a_partial_result_or_a_one_line_error(tmp_path, pr
     head = tmp_path / "head.mp4"
     head.write_bytes(data[:1000])  # the header and no frames
     with pytest.raises(VideoError) as e:
-        process_video(head, tmp_path / "o1.mp4", predictor=predictor)
+        process_video(head, tmp_path / "o1.mp4", pipeline=pipeline)
     assert "\n" not in str(e.value) and "head.mp4" in str(e.value)
     part = tmp_path / "part.mp4"
     part.write_bytes(data[: 2 * len(data) // 3])
-    result = process_video(part, tmp_path / "o2.mp4", predictor=predictor)
+    result = process_video(part, tmp_path / "o2.mp4", pipeline=pipeline)
     assert 5 <= result.frames < 30
     assert count_frames(result.out_path)[0] == result.frames
     assert "of 30 frames" in result.warning
+
+
+@pytest.mark.data
+def test_the_pipeline_is_reset_for_every_video_and_its_detector_follows_faces(tmp_path, photos_dir, pipeline):
+    src = tmp_path / "in.mp4"
+    write_video(src, moving_face_frames(15))
+    first = process_video(src, tmp_path / "a.mp4", pipeline=pipeline)
+    scans = pipeline.detector.full_scans
+    assert scans < first.frames  # the stream detector followed the face between full scans
+    second = process_video(src, tmp_path / "b.mp4", pipeline=pipeline)
+    assert set(first.table["face_id"]) == set(second.table["face_id"]) == {1}  # tracks start afresh
+    assert pipeline.detector.full_scans - scans == scans  # and so does the following
+
+
+def test_cancelling_through_progress_removes_the_partial_output(tmp_path, pipeline):
+    frames = [np.full((96, 128, 3), 90, np.uint8) for _ in range(20)]
+    src = tmp_path / "in.mp4"
+    write_video(src, frames)
+    out = tmp_path / "out.mp4"
+
+    class Cancelled(Exception):
+        pass
+
+    def progress(fraction: float) -> None:
+        if fraction > 0.3:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        process_video(src, out, pipeline=pipeline, progress=progress)
+    assert not out.exists()
+
+
+def test_bad_arguments(tmp_path, pipeline):
+    src = tmp_path / "in.mp4"
+    write_video(src, [np.zeros((64, 64, 3), np.uint8)] * 3)
+    with pytest.raises(ValueError, match="max_frames"):
+        process_video(src, tmp_path / "o.mp4", pipeline=pipeline, max_frames=0)
+    with pytest.raises(VideoError, match="overwrite the input"):
+        process_video(src, src, pipeline=pipeline)
+    with pytest.raises(VideoError, match="directory"):
+        process_video(tmp_path, tmp_path / "o.mp4", pipeline=pipeline)

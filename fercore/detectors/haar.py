@@ -113,7 +113,7 @@ class HaarDetector:
             rects = self._cascade.detectMultiScale(
                 small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=size
             )
-        return to_boxes(rects, width / sw, width, height)
+        return drop_nested(to_boxes(rects, width / sw, width, height))
 
     def detect_near(self, gray: np.ndarray, box: Box, margin: float = 0.5, size_range: float = 1.5) -> list[Box]:
         """Faces in a 2-D gray image found only around ``box`` and at sizes near its own.
@@ -154,3 +154,21 @@ class HaarDetector:
             Box(region.x + round(x / s), region.y + round(y / s), round(w / s), round(h / s)).clipped(width, height)
             for (x, y, w, h) in (tuple(int(v) for v in r[:4]) for r in rects)
         ]
+
+
+def drop_nested(boxes: list[Box], overlap: float = 0.6) -> list[Box]:
+    """``boxes`` without those lying mostly (``overlap`` of their area) inside a larger one, left to
+    right. The cascade's grouping only merges boxes of similar size and position, so it can report one face
+    twice at neighbouring scales, a smaller box nested in a larger one; a tracker would then give
+    that face two ids."""
+    kept: list[Box] = []
+    for box in sorted(boxes, key=lambda b: -b.area):
+        if all(_inter(box, k) < overlap * box.area for k in kept):
+            kept.append(box)
+    return sorted(kept, key=lambda b: (b.x, b.y))
+
+
+def _inter(a: Box, b: Box) -> int:
+    ix = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    iy = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    return ix * iy
