@@ -76,9 +76,10 @@ class AuditResult:
         return dict(pairs.most_common())
 
     def by_rule(self) -> dict[str, int]:
-        """Suspects per rule (a face disputed by both counts for each) and by both."""
+        """Suspects per rule (a face disputed by both counts for each) and, with two rules, by both."""
         out = {rule: sum(rule in s.reason.split("+") for s in self.suspects) for rule in self.rules}
-        out["both"] = sum("+" in s.reason for s in self.suspects)
+        if len(self.rules) > 1:
+            out["both"] = sum("+" in s.reason for s in self.suspects)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,7 +205,8 @@ def _merge(dataset: Dataset, labels: np.ndarray, accusations: dict[str, dict[int
 
 def load_proba(path: str | os.PathLike[str], dataset: Dataset) -> np.ndarray:
     """Model probabilities for ``dataset`` from a file: ``.npy`` of shape (n, 7) in dataset order, or a
-    CSV with a ``row`` or ``file`` column and one column per emotion (e.g. out-of-fold predictions)."""
+    CSV with a ``row`` or ``file`` column and one column per emotion (e.g. out-of-fold predictions, or
+    what :func:`save_proba` wrote, so a second audit needs no model run)."""
     path = Path(path)
     if path.suffix == ".npy":
         try:
@@ -221,17 +223,33 @@ def load_proba(path: str | os.PathLike[str], dataset: Dataset) -> np.ndarray:
     except (OSError, ValueError):
         raise DataError(f"{path}: probabilities are not a readable CSV file") from None
     cols = {str(c).strip().lower(): c for c in df.columns}
-    key = "row" if "row" in cols else "file" if "file" in cols else None
+    rows = dataset.rows()
+    key = "row" if "row" in cols and (rows >= 0).all() else "file" if "file" in cols else None
     if key is None or any(e not in cols for e in EMOTIONS):
         raise DataError(f"{path}: a probability CSV needs a row or file column and the columns {', '.join(EMOTIONS)}")
-    mine = dataset.rows().tolist() if key == "row" else [str(i) for i in dataset.ids.tolist()]
-    theirs = df[cols[key]].astype(int if key == "row" else str).tolist()
+    values = df[[cols[e] for e in EMOTIONS]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
+    if not np.isfinite(values).all():
+        raise DataError(f"{path}: some probabilities are not numbers")
+    if key == "row":
+        theirs = pd.to_numeric(df[cols["row"]], errors="coerce").fillna(-1).astype(np.int64).tolist()
+        mine = rows.tolist()
+    else:
+        theirs, mine = df[cols["file"]].astype(str).tolist(), [str(i) for i in dataset.ids.tolist()]
     where = {k: i for i, k in enumerate(theirs)}
     missing = sum(k not in where for k in mine)
     if missing:
         raise DataError(f"{path}: no probabilities for {missing} of the {len(mine)} faces (matched by {key})")
-    values = df[[cols[e] for e in EMOTIONS]].to_numpy(np.float32)
     return values[[where[k] for k in mine]]
+
+
+def save_proba(path: str | os.PathLike[str], dataset: Dataset, proba: np.ndarray) -> None:
+    """Write ``file,row,<7 emotions>`` (``row`` empty when unknown), readable by :func:`load_proba`."""
+    rows = dataset.rows()
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "row", *EMOTIONS])
+        for ident, row, p in zip(dataset.ids.tolist(), rows.tolist(), np.asarray(proba).tolist(), strict=True):
+            writer.writerow([ident, row if row >= 0 else "", *(f"{v:.6g}" for v in p)])
 
 
 def write_relabel(suspects: list[Suspect], path: str | os.PathLike[str]) -> int:

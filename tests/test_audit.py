@@ -19,6 +19,7 @@ from fercore.audit import (
     ferplus_majority,
     load_proba,
     read_relabel,
+    save_proba,
     write_relabel,
 )
 from fercore.dataset import Dataset, LoadReport
@@ -176,6 +177,20 @@ def test_load_proba_npy_and_csv(tmp_path):
     (tmp_path / "few.csv").write_text("row," + ",".join(EMOTIONS) + "\n1000,1,0,0,0,0,0,0\n")
     with pytest.raises(DataError, match="no probabilities for 139 of the 140 faces"):
         load_proba(tmp_path / "few.csv", ds)
+    (tmp_path / "nan.csv").write_text("row," + ",".join(EMOTIONS) + "\n1000,x,0,0,0,0,0,0\n")
+    with pytest.raises(DataError, match="not numbers"):
+        load_proba(tmp_path / "nan.csv", ds)
+
+
+def test_save_proba_round_trip_by_row_and_by_file(tmp_path):
+    ds = _dataset()
+    proba = _proba(ds)
+    save_proba(tmp_path / "p.csv", ds, proba)
+    assert np.allclose(load_proba(tmp_path / "p.csv", ds), proba)
+    ds.ids[:] = [f"img_{i}.png" for i in range(N)]  # no rows: matched by file, row left empty
+    save_proba(tmp_path / "f.csv", ds, proba)
+    assert (tmp_path / "f.csv").read_text().splitlines()[1].startswith("img_0.png,,")
+    assert np.allclose(load_proba(tmp_path / "f.csv", ds.subset(np.arange(N)[::-1])), proba[::-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,6 +294,9 @@ def test_cli_json(generated_folder, tmp_path, capsys):
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 7
     assert main([*argv, "--rules", "model", "--limit", "70"]) == 0  # every other face: 70 judged
     assert json.loads(capsys.readouterr().out)["n"] == 70
+    assert main(["--data", str(generated_folder), "--rules", "ferplus", "--top", "3"]) == 0  # for people
+    text = capsys.readouterr().out
+    assert text.startswith("5 suspects among 140 faces") and "no clear FER+ majority" in text
 
 
 @pytest.mark.parametrize(
@@ -336,8 +354,10 @@ def test_real_data_slice(fer_dir, real_slice, tmp_path, capsys):
     """The shipped model and the real FER+ votes on ~140 training faces of every class."""
     votes = str(fer_dir / "ferplus_votes.csv")
     argv = ["--data", str(real_slice), "--ferplus", votes, "--limit", "120", "--json"]
-    assert main([*argv, "--relabel-out", str(tmp_path / "r.csv")]) == 0
+    assert main([*argv, "--relabel-out", str(tmp_path / "r.csv"), "--proba-out", str(tmp_path / "p.csv")]) == 0
     out = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--proba", str(tmp_path / "p.csv")]) == 0  # the saved probabilities: same verdicts
+    assert json.loads(capsys.readouterr().out)["suspects"] == out["suspects"]
     assert out["n"] == 120 and out["rules"] == ["ferplus", "model"]
     assert 0 < len(out["suspects"]) < 120 and 0 < out["excluded_no_majority"] < 120
     for s in out["suspects"]:

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-share", type=_fraction, default=0.5, help="FER+ majority: more than this vote share")
     p.add_argument("--min-confidence", type=_fraction, default=0.0, help="drop accusations weaker than this")
     p.add_argument("--limit", type=_positive, help="audit at most this many faces (evenly spread)")
+    p.add_argument("--proba-out", help="also save the model's probabilities (CSV) for a later --proba")
     p.add_argument("--relabel-out", help="write row,old_label,new_label for every suspect to this CSV")
     p.add_argument("--top", type=_positive, default=10, help="class pairs shown without --json")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace):  # -> fercore.audit.AuditResult (imports stay lazy for --help)
-    from fercore.audit import audit, load_proba
+    from fercore.audit import audit, load_proba, save_proba
     from fercore.data import align_votes, load_dataset, load_ferplus_votes
 
     ds = load_dataset(args.data).split(args.split)
@@ -125,6 +126,8 @@ def _run(args: argparse.Namespace):  # -> fercore.audit.AuditResult (imports sta
             from fercore.evaluate import predict_proba
 
             proba = predict_proba(args.model, ds.images)
+        if args.proba_out:
+            save_proba(args.proba_out, ds, proba)
     return audit(ds, proba=proba, votes=votes, min_share=args.min_share, min_confidence=args.min_confidence)
 
 
