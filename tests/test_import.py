@@ -1,12 +1,25 @@
-"""The core package stays light: no streamlit (ever) and no tensorflow on the inference path."""
+"""The core package stays light and layered: no streamlit (ever), no tensorflow on the inference
+path, no CLI/UI/training code, and no import cycles between its modules."""
 
+from __future__ import annotations
+
+import ast
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FERCORE = ROOT / "fercore"
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sys.modules))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return set(out.stdout.split())
 
 
@@ -19,35 +32,169 @@ def test_import_fercore_pulls_no_streamlit_nor_tensorflow():
 
 def test_inference_modules_need_no_tensorflow():
     mods = _modules_after(
-        "import fercore.classify, fercore.detect, fercore.predictor, fercore.track, fercore.video, "
-        "fercore.draw, fercore.evaluate")
-    assert "fercore.predictor" in mods
-    assert "tensorflow" not in mods and "streamlit" not in mods
+        "import fercore.classify, fercore.detectors, fercore.detectors.haar, fercore.detectors.blaze, "
+        "fercore.detectors.tracking, fercore.detectors.mtcnn, fercore.image, fercore.types, fercore.preprocess, "
+        "fercore.pipeline, fercore.track, fercore.video, fercore.draw, fercore.evaluate"
+    )
+    assert "fercore.pipeline" in mods
+    assert "tensorflow" not in mods and "streamlit" not in mods and "keras" not in mods
 
 
-def test_no_core_module_imports_ui_or_cli_code():
-    from pathlib import Path
+# ------------------------------------------------------------------------------- the import graph
 
-    root = Path(__file__).resolve().parent.parent / "fercore"
-    for file in root.glob("*.py"):
-        for line in file.read_text().splitlines():
-            stripped = line.strip()
-            if stripped.startswith(("import ", "from ")):
-                assert not stripped.split()[1].split(".")[0] in {"streamlit", "training", "dashboard"}, \
-                    f"{file.name}: {stripped}"
+
+def _module_names() -> dict[str, Path]:
+    """Dotted name → file of every module under fercore/ (packages by their __init__.py)."""
+    names = {}
+    for file in sorted(FERCORE.rglob("*.py")):
+        parts = list(file.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names[".".join(parts)] = file
+    return names
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node that may run: module level and inside functions, not ``if TYPE_CHECKING:`` bodies
+    (annotations only; they never execute, so they cannot make a runtime cycle)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                stack.extend(child.orelse)
+            else:
+                stack.append(child)
+
+
+def _imports(name: str, file: Path) -> list[tuple[str, int]]:
+    """(imported dotted name, line) for every import in ``file``: ``import a.b``, ``from a.b import c``
+    (as ``a.b.c``: resolved to a module or its package later), relative imports, and
+    ``importlib.import_module("fercore.…")`` with a constant or f-string prefix (as ``prefix*``)."""
+    tree = ast.parse(file.read_text(), filename=str(file))
+    package = name if file.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in _runtime_nodes(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.append((base, node.lineno))
+            found += [(f"{base}.{alias.name}", node.lineno) for alias in node.names if alias.name != "*"]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+        ):
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.append((arg.value, node.lineno))
+            elif isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+                found.append((str(arg.values[0].value) + "*", node.lineno))
+    return found
+
+
+def _import_graph() -> tuple[dict[str, set[str]], dict[str, list[tuple[str, int]]]]:
+    """Edges between fercore modules, and every import (fercore or not) of each module."""
+    modules = _module_names()
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    raw: dict[str, list[tuple[str, int]]] = {}
+    for name, file in modules.items():
+        raw[name] = _imports(name, file)
+        for target, _ in raw[name]:
+            if target.endswith("*"):  # a dynamic import: every module under that prefix
+                graph[name] |= {m for m in modules if m.startswith(target[:-1]) and m != name}
+                continue
+            if not (target == "fercore" or target.startswith("fercore.")):
+                continue
+            while target not in modules:  # fercore.x.attr → fercore.x
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                graph[name].add(target)
+    return graph, raw
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as [a, b, …, a], or None (iterative depth-first search)."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for start in sorted(graph):
+        if state.get(start):
+            continue
+        path, iters = [start], [iter(sorted(graph[start]))]
+        state[start] = 1
+        while path:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iters.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(sorted(graph[nxt])))
+    return None
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"a"}}) == ["a", "a"]
+
+
+def test_the_graph_sees_imports_inside_functions_relative_and_dynamic_imports():
+    graph, _ = _import_graph()
+    assert "fercore.types" in graph["fercore.detectors.base"]  # module level
+    assert "fercore.detectors.tracking" in graph["fercore.detectors"]  # inside a function
+    assert "fercore.detectors.haar" in graph["fercore.detectors"]  # importlib.import_module(f"fercore.detectors.…")
+    assert "fercore.classify" in graph["fercore.pipeline"]
+    assert "fercore.labels" in graph["fercore"]
+
+
+def test_fercore_has_no_import_cycle():
+    graph, _ = _import_graph()
+    assert len(graph) > 20
+    cycle = _find_cycle(graph)
+    assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+
+
+def test_no_core_module_imports_ui_cli_or_training_code():
+    _, raw = _import_graph()
+    bad = []
+    for name, imports in raw.items():
+        for target, line in imports:
+            top = target.split(".")[0]
+            if top in {"streamlit", "training", "dashboard"} or (top == "argparse" and name != "fercore.__main__"):
+                bad.append(f"{name}:{line} imports {target}")
+    assert not bad, "\n".join(bad)
+
+
+# ------------------------------------------------------------------------------------ the process
 
 
 def test_tensorflow_then_webcam_stack_does_not_crash():
     """The dashboard imports pylibsrtp first; TF then the webrtc stack must then be safe."""
-    code = ("import pylibsrtp, tensorflow, streamlit_webrtc, aiortc\nprint('ok')")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**__import__('os').environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    code = "import pylibsrtp, tensorflow, streamlit_webrtc, aiortc\nprint('ok')"
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     assert res.returncode == 0 and res.stdout.strip().endswith("ok")
 
 
 def test_dashboard_entry_imports_pylibsrtp_before_anything_else():
-    from pathlib import Path
-
-    app = (Path(__file__).resolve().parent.parent / "dashboard" / "app.py").read_text()
+    app = (ROOT / "dashboard" / "app.py").read_text()
     imports = [ln for ln in app.splitlines() if ln.startswith(("import ", "from "))]
     assert imports[0].startswith("import pylibsrtp")
