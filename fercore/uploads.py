@@ -252,11 +252,11 @@ def _extract_images(
     written = 0
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     for info, rel in members:
-        if not _wanted(rel):
-            continue
         dest = root.joinpath(*rel.parts)
         if not dest.resolve().is_relative_to(real_root):
             raise DataError(f"{name}: member {_show(info.filename)} points outside the archive")
+        if not _wanted(rel):
+            continue
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, os.fdopen(os.open(dest, flags, 0o600), "wb") as out:

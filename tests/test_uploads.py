@@ -243,7 +243,9 @@ def test_good_zip_loads_into_memory_and_leaves_nothing(tmp_path, class_folder):
         zf.writestr("__MACOSX/FER/train/._x.png", b"apple double")
         zf.writestr("FER/README.txt", b"not extracted")
     work = tmp_path / "uploads"
+    before = _tree(tmp_path)
     ds = load_uploaded("C:\\Users\\me\\fer.zip", buf.getvalue(), work)
+    assert _tree(tmp_path) == before | {"uploads"}  # the session folder came and went, nothing else
     assert len(ds) == 175 and ds.split_names == ["train", "test"]
     assert ds.report.source == "fer.zip/FER" and not ds.report.skipped
     assert sorted(set(Path(i).parts[0] for i in ds.ids.tolist())) == ["test", "train"]
@@ -303,3 +305,19 @@ def test_not_a_data_upload(tmp_path):
     with pytest.raises(DataError, match="no class folders"):
         load_uploaded("bad.zip", _zip([("photos/a.png", _png())]), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_extraction_checks_the_resolved_path_too(tmp_path):
+    """Defence in depth: even a member that slipped past the name checks cannot land outside."""
+    from pathlib import PurePosixPath
+
+    from fercore.uploads import _extract_images
+
+    zf = zipfile.ZipFile(io.BytesIO(_zip([("a.png", _png())])))
+    root = tmp_path / "session" / "zip"
+    root.mkdir(parents=True)
+    (root / "happy").symlink_to(tmp_path)  # a link inside the session pointing out of it
+    for rel in ("../a.png", "happy/a.png"):
+        with pytest.raises(DataError, match="points outside the archive"):
+            _extract_images(zf, [(zf.infolist()[0], PurePosixPath(rel))], root, "x.zip", UploadLimits())
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "session" / "a.png").exists()
