@@ -1,14 +1,16 @@
 """Find faces whose FER2013 label is probably wrong, and relabel them.
 
-FER2013 was labelled by one person per face; studies put its label noise near 10 %. Two independent
+FER2013 was labelled by one person per face; ten FER+ annotators per face often disagree. Two
 witnesses point at suspects:
 
-* ``ferplus``: ten FER+ annotators (Barsoum et al., 2016) gave a clear majority to another emotion.
-  A clear majority is more than ``min_share`` of the votes among the 7 FER2013 emotions (0.5, the FER+
-  authors' "majority" rule); faces without one accuse nobody and are counted as excluded.
-* ``model``: confident learning (Northcutt et al., 2021). A model that has not memorised a face (out-of-fold
-  predictions are best; the shipped model saw the train split, so it misses some) is confidently sure
-  of another class. The thresholds are per class, so a class the model is shy about still counts.
+* ``ferplus``: the FER+ annotators (Barsoum et al., 2016) gave a clear majority to another emotion.
+  A clear majority is more than ``min_share`` (0.5) of the votes among the 7 FER2013 emotions; the FER+
+  authors' "majority" mode uses the same 0.5 but also counts contempt, unknown and not-a-face votes.
+  Faces without a clear majority accuse nobody and are counted as excluded.
+* ``model``: confident learning (Northcutt et al., 2021): a model is confidently sure of another class.
+  The thresholds are per class, so a class the model is shy about still counts. Out-of-fold
+  probabilities are best: the shipped model saw the train split (it half-remembers those labels) and,
+  in the default recipe, FER+ votes as soft targets (so it is not independent of the first rule).
 
 A relabel file (``row,old_label,new_label``) records the decisions so training can apply them later.
 """

@@ -1,7 +1,7 @@
 """python -m training.audit — faces whose FER2013 label is probably wrong (FER+ votes and/or a model).
 
   python -m training.audit --data ../shared/data/fer2013 --json
-  python -m training.audit --data ../shared/data/fer2013 --relabel-out /tmp/relabel.csv
+  python -m training.audit --data ../shared/data/fer2013 --relabel-out relabel.csv --proba-out proba.csv
   python -m training.audit --data fer2013.csv --rules model --proba oof.csv --min-confidence 0.8 --json
 
 Rules (see fercore.audit): ``ferplus`` — the FER+ majority among the 7 emotions differs from the label;
