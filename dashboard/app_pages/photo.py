@@ -74,7 +74,7 @@ m2.metric("Faces", sum(len(r.faces) for r in results))
 m3.metric("Without a face", sum(not r.faces and r.error is None for r in results))
 m4.metric("Skipped or unreadable", sum(r.error is not None for r in every))
 if state["skipped"]:
-    with st.expander(f"{len(state['skipped'])} files skipped", icon=":material/warning:"):
+    with st.expander(f"Skipped: {len(state['skipped'])}", icon=":material/warning:"):
         st.dataframe([{"file": r.file, "why": r.error} for r in state["skipped"]], hide_index=True)
 downloads = [
     ("CSV (all faces)", to_table(every).to_csv(index=False), "faces.csv", "text/csv"),
