@@ -1,9 +1,11 @@
 """python -m training.train — train a model into a run directory.
 
-Config from a JSON file (--config) overridden by flags. Examples:
+Config from a JSON file (--config) overridden by flags (one per TrainConfig setting). Examples:
   python -m training.train --data ../shared/data/fer2013 --model coursera --epochs 1 --subset 2000
   python -m training.train --config training/configs/default.json
-  python -m training.train --resume runs/run-20261123-120000
+  python -m training.train --resume runs/run-20261123-120000-3fa2c1
+
+One training at a time per runs folder: while another one runs, this exits with status 2.
 """
 
 from __future__ import annotations
@@ -13,50 +15,44 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+from fercore.train.config import Augment, TrainConfig, options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", help="JSON config file (keys of fercore.train.TrainConfig)")
-    p.add_argument("--data", help="FER2013 CSV, Kaggle folder layout or class-folder image set")
-    p.add_argument("--model", help="architecture: coursera | fernet")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--schedule", choices=["onecycle", "cosine", "constant", "plateau"])
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None)
+    for opt in options(TrainConfig).values():  # every scalar setting, its choices and help from one place
+        flag = "--" + opt.name.replace("_", "-")
+        if opt.type is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=opt.help)
+        else:
+            p.add_argument(
+                flag, type=opt.type, choices=opt.choices or None, help=f"{opt.help} (default {opt.default!r})"
+            )
     p.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
-    p.add_argument("--subset", type=int, help="train on N images (stratified)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--init-from", help="a .keras model to fine-tune")
-    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"])
-    p.add_argument("--logical-cpus", type=int, default=0,
-                   help="split the CPU into N logical devices (to try --strategy mirrored)")
-    p.add_argument("--run-dir", help="run directory (default: runs/<new id>)")
-    p.add_argument("--resume", metavar="RUN", help="continue a stopped run directory")
+    p.add_argument(
+        "--logical-cpus", type=int, default=0, help="split the CPU into N logical devices (to try --strategy mirrored)"
+    )
+    p.add_argument("--run-dir", help="run directory (default: <runs folder>/<new id>)")
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped run directory (--epochs may extend it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
-def resolve_config(args: argparse.Namespace) -> dict:
+def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     """Config file values, then flags on top."""
-    cfg: dict = {}
+    cfg: dict[str, Any] = {}
     if args.config:
         cfg = json.loads(Path(args.config).read_text())
-    flags = {
-        "data": args.data, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
-        "lr": args.lr, "optimizer": args.optimizer, "schedule": args.schedule,
-        "label_smoothing": args.label_smoothing, "class_weights": args.class_weights,
-        "subset": args.subset, "seed": args.seed, "init_from": args.init_from,
-        "strategy": args.strategy,
-    }
-    cfg.update({k: v for k, v in flags.items() if v is not None})
+        if not isinstance(cfg, dict):
+            raise ValueError(f"{args.config}: a config is a JSON object")
+    cfg.update({name: getattr(args, name) for name in options(TrainConfig) if getattr(args, name) is not None})
     if args.no_augment:
-        cfg["augment"] = {"flip": False, "rotation": 0.0, "shift": 0.0, "zoom": 0.0,
-                          "brightness": 0.0, "contrast": 0.0, "erasing": 0.0, "mixup": 0.0}
+        cfg["augment"] = Augment.off()
     return cfg
 
 
@@ -65,35 +61,38 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from fercore import runs
     from fercore.data import DataError
-    from fercore.train import TrainConfig, fit
+    from fercore.train import fit
 
     try:
         if args.resume:
             run_dir = Path(args.resume)
-            stored = runs.read_config(run_dir)
-            if not stored:
-                raise ValueError(f"{run_dir}: not a run directory (no {runs.CONFIG})")
-            stored.update({k: v for k, v in resolve_config(args).items() if k == "epochs"})
+            stored, problem = runs.read_object(run_dir / runs.CONFIG)
+            if problem:
+                raise ValueError(f"{run_dir}: not a resumable run ({runs.CONFIG}: {problem})")
+            if args.epochs is not None:
+                stored["epochs"] = args.epochs
             config = TrainConfig.from_dict(stored)
         else:
             config = TrainConfig.from_dict(resolve_config(args))
             if not config.data:
-                raise ValueError("no data: pass --data PATH or a --config with \"data\"")
+                raise ValueError('no data: pass --data PATH or a --config with "data"')
             run_dir = Path(args.run_dir) if args.run_dir else runs.default_runs_dir() / runs.new_run_id()
         if args.logical_cpus > 1:
             import tensorflow as tf
 
             cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
+                cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus
+            )
         print(f"run directory: {run_dir}", flush=True)
         status = fit(config, run_dir, resume=bool(args.resume), verbose=0 if args.quiet else 1)
-    except (DataError, ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
+    except (DataError, ValueError, FileNotFoundError, runs.TrainingBusyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    print(f"{status['state']}: best val accuracy {status.get('best_val_accuracy', float('nan')):.4f}")
+    best = status.get("best_val_accuracy")
+    print(f"{status['state']}: best val accuracy {best if best is not None else float('nan'):.4f}")
     return 0 if status["state"] in ("finished", "stopped") else 1
 
 

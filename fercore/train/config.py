@@ -1,0 +1,182 @@
+"""What defines a training run: :class:`TrainConfig` and :class:`Augment`.
+
+Every choice (architectures, optimizers, schedules, strategies, which checkpoint to export) is
+declared once here, in the field's metadata; ``python -m training.train``'s flags and the Train
+page's form are generated from it, so a new choice shows up everywhere at once.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from typing import Any
+
+from fercore.model import ARCHITECTURES
+
+MODELS: tuple[str, ...] = tuple(ARCHITECTURES)
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant", "plateau")
+STRATEGIES = ("default", "mirrored", "multiworker")
+EXPORT_CHECKPOINTS = ("last", "best")
+
+
+def _opt(default: Any, help: str, label: str = "", choices: tuple[str, ...] = (), **extra: Any) -> Any:
+    """A dataclass field whose metadata carries what a CLI flag or a form widget needs."""
+    meta = {"help": help, "label": label, "choices": choices, **extra}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Augment:
+    """On-graph augmentation switches and strengths (0 turns one off)."""
+
+    flip: bool = _opt(True, "random horizontal mirror", "Horizontal flip")
+    rotation: float = _opt(10.0, "± degrees", "Rotation")
+    shift: float = _opt(0.1, "± fraction of the side", "Shift")
+    zoom: float = _opt(0.1, "± scale fraction", "Zoom")
+    brightness: float = _opt(0.2, "± fraction of full scale", "Brightness")
+    contrast: float = _opt(0.2, "± contrast factor", "Contrast")
+    erasing: float = _opt(0.5, "probability of one random noise rectangle per image", "Random erasing")
+    mixup: float = _opt(0.0, "Beta(a, a) mixing of pairs; 0 = off", "Mixup", on_value=0.2)
+
+    @classmethod
+    def off(cls) -> Augment:
+        """Every augmentation off."""
+        return cls(flip=False, rotation=0.0, shift=0.0, zoom=0.0, brightness=0.0, contrast=0.0, erasing=0.0, mixup=0.0)
+
+    @classmethod
+    def from_switches(cls, switches: dict[str, bool]) -> Augment:
+        """On/off per augmentation (a form's checkboxes): on = the default strength (or ``on_value``)."""
+        on, off = cls(), cls.off()
+        values = {}
+        for f in fields(cls):
+            default = f.metadata.get("on_value") or getattr(on, f.name)
+            values[f.name] = default if switches.get(f.name) else getattr(off, f.name)
+        return cls(**values)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as the run's config.json and in the model."""
+
+    data: str = _opt("", "FER2013 CSV, Kaggle folder layout or class-folder image set", "Dataset")
+    model: str = _opt("fernet", "architecture", "Architecture", MODELS)
+    model_params: dict[str, Any] = _opt({}, "keyword arguments of the architecture's builder")
+    epochs: int = _opt(30, "epochs to train", "Epochs", minimum=1, maximum=1000)
+    batch_size: int = _opt(128, "images per step", "Batch size", minimum=1, maximum=4096)
+    optimizer: str = _opt("sgd", "sgd is Nesterov momentum 0.9", "Optimizer", OPTIMIZERS)
+    lr: float = _opt(0.04, "peak learning rate", "Learning rate", minimum=1e-6, maximum=1.0)
+    weight_decay: float = _opt(5e-4, "decoupled weight decay (sgd, adamw)", "Weight decay")
+    schedule: str = _opt(
+        "onecycle",
+        "onecycle/cosine: warm-up then cosine to 1e-3/1e-2 of lr; plateau: halve on a val_loss plateau",
+        "LR schedule",
+        SCHEDULES,
+    )
+    warmup_epochs: float = _opt(2.0, "linear warm-up from lr/10", "Warm-up epochs")
+    label_smoothing: float = _opt(
+        0.1, "label smoothing of the cross-entropy", "Label smoothing", minimum=0.0, maximum=0.5
+    )
+    class_weights: bool = _opt(False, "weigh rare classes (disgust) up", "Class weights")
+    ferplus: str = _opt("", "ferplus_votes.csv for soft labels")
+    ferplus_weight: float = _opt(0.0, "0 = FER2013 labels only, 1 = FER+ vote shares only")
+    augment: Augment = field(default_factory=Augment)
+    subset: int = _opt(
+        0, "train on N images (stratified by class); 0 = all", "Subset size (0 = all)", minimum=0, maximum=10_000_000
+    )
+    val_split: str = _opt("test", "split used for validation (PublicTest by default)")
+    val_fraction: float = _opt(0.1, "held out from train when the data has no val_split")
+    early_stopping: int = _opt(0, "patience in epochs on val_accuracy; 0 = off")
+    seed: int = _opt(1, "seeds the weights, the data order and the augmentation")
+    init_from: str = _opt("", "a .keras model to fine-tune (its architecture is used)", "Start from")
+    strategy: str = _opt("default", "tf.distribute strategy (multiworker reads TF_CONFIG)", "Strategy", STRATEGIES)
+    log_every: int = _opt(20, "batches between metrics.csv rows")
+    mixed_precision: bool = _opt(False, "bfloat16 compute (fast on CPUs with AMX/AVX512-BF16)")
+    init_from_config: dict[str, Any] = _opt({}, "the training config stored in init_from, if any")
+    export_checkpoint: str = _opt(
+        "last",
+        "weights the final export uses: the last epoch's, or the best on val_split — which "
+        "is PublicTest by default, so 'best' selects the model on the test set",
+        "Export",
+        EXPORT_CHECKPOINTS,
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {', '.join(choices)}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build from a (possibly partial) dict; unknown keys or choices raise ValueError."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a training config is a JSON object, not {type(d).__name__}")
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        aug = d.pop("augment", None) or {}
+        if isinstance(aug, Augment):
+            aug = asdict(aug)
+        if not isinstance(aug, dict):
+            raise ValueError("augment: expected an object of augmentation strengths")
+        bad = set(aug) - {f.name for f in fields(Augment)}
+        if bad:
+            raise ValueError(f"unknown augment keys: {', '.join(sorted(bad))}")
+        return cls(augment=Augment(**aug), **d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One scalar setting of a config class, as a CLI flag or a form widget sees it."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    label: str
+    choices: tuple[str, ...]
+    minimum: float | None
+    maximum: float | None
+
+
+def options(cls: type = TrainConfig) -> dict[str, Option]:
+    """The scalar (str/int/float/bool) fields of a config class with their metadata, by name."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in fields(cls):
+        kind = hints[f.name]
+        if kind not in (str, int, float, bool):
+            continue
+        out[f.name] = Option(
+            f.name,
+            kind,
+            _default(f),
+            f.metadata.get("help", ""),
+            f.metadata.get("label", ""),
+            tuple(f.metadata.get("choices", ())),
+            f.metadata.get("minimum"),
+            f.metadata.get("maximum"),
+        )
+    return out
+
+
+def _default(f: Field[Any]) -> Any:
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def form_config(values: dict[str, Any], augment: dict[str, bool]) -> dict[str, Any]:
+    """The config dict a form submits: its values, on/off augmentations, and a log interval that
+    gives ~10 metrics rows per epoch (so short runs still draw a curve)."""
+    cfg = TrainConfig.from_dict({**values, "augment": Augment.from_switches(augment)})
+    steps = max(1, (cfg.subset or 28_000) // cfg.batch_size)
+    cfg.log_every = max(1, min(20, steps // 10))
+    return cfg.to_dict()

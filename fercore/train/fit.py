@@ -1,0 +1,211 @@
+"""``fit(config, run_dir)``: one training run, from data to exported model.
+
+The run directory is the only output and the only state: a stop request (STOP file, SIGTERM,
+SIGINT) ends training after the current batch with ``checkpoints/last.keras`` saved, and
+``fit(..., resume=True)`` continues from it at the very step it stopped, so that the steps, the
+epochs, the learning rate, the data order and the augmentation match an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from fercore import runs
+from fercore.train.config import TrainConfig
+from fercore.train.dataset import make_eval_dataset, make_train_dataset, prepare_data, steps_per_epoch
+from fercore.train.schedule import FLOORS, attach_schedule, make_schedule
+
+
+class StopFlag:
+    """True once SIGTERM/SIGINT arrived or the run's STOP file exists."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.signalled = False
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.signalled or runs.stop_requested(self.run_dir)
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.signalled = True
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not in the main thread: the STOP file still works
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def get_strategy(name: str) -> Any:
+    """A tf.distribute strategy: default, mirrored (all local devices) or multiworker (TF_CONFIG)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        cpus = tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in (gpus or cpus)])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def build_for_training(config: TrainConfig, resume_from: Path | None = None, steps_per_epoch: int = 1) -> Any:
+    """Build (or load) and compile the model inside the current strategy scope."""
+    import keras
+
+    from fercore.model import build_model, load_keras_model
+
+    if resume_from is not None:
+        model = keras.models.load_model(resume_from, compile=True)
+        if config.schedule in FLOORS:  # constant/plateau keep the (possibly reduced) saved rate
+            attach_schedule(model.optimizer, config, steps_per_epoch)
+        return model
+    model = load_keras_model(config.init_from) if config.init_from else build_model(config.model, **config.model_params)
+    lr = make_schedule(config, steps_per_epoch)
+    if config.optimizer == "sgd":
+        opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+    elif config.optimizer == "adam":
+        opt = keras.optimizers.Adam(lr)
+    else:
+        opt = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    model.compile(
+        optimizer=opt,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def fit(
+    config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose: int = 1, callbacks: Iterable[Any] = ()
+) -> dict[str, Any]:
+    """Train according to ``config`` into ``run_dir``; returns the final status dict.
+
+    One training at a time per runs folder (``run_dir``'s parent): raises
+    :class:`fercore.runs.TrainingBusyError` when another one holds it. ``callbacks`` run before
+    the run's own (tests use them to stop at a given step).
+    """
+    run_dir = Path(run_dir)
+    with runs.training_lock(run_dir.parent, run_dir.name), StopFlag(run_dir) as stop:
+        if resume and not (run_dir / runs.LAST).exists():
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no {runs.LAST})")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:  # the request that stopped it is spent; a fresh run honours an early Stop
+            runs.clear_stop(run_dir)
+        runs.write_config(run_dir, config.to_dict())
+        if not resume:  # a fresh run starts from a clean status (a launcher may have written one)
+            runs.write_json_atomic(runs.path(run_dir, runs.STATUS), {})
+        runs.update_status(run_dir, state="starting", error=None, finished=None, epochs=config.epochs,
+                           started=time.time(), **runs.owner())  # fmt: skip
+        try:
+            return _train(config, run_dir, resume, verbose, list(callbacks), stop)
+        except BaseException as exc:  # record why, then let the caller see it
+            runs.update_status(run_dir, state="failed", finished=time.time(), error=f"{type(exc).__name__}: {exc}",
+                               traceback=traceback.format_exc()[-4000:])  # fmt: skip
+            raise
+
+
+def _train(
+    config: TrainConfig, run_dir: Path, resume: bool, verbose: int, extra: list[Any], stop: StopFlag
+) -> dict[str, Any]:
+    tx, ty, tw, vx, vy = prepare_data(config)  # bad data fails here, before TensorFlow loads
+    import keras
+
+    from fercore.train.callbacks import RunLogger, restore_rng
+
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if config.mixed_precision else "float32")
+    strategy = get_strategy(config.strategy)
+    if strategy.num_replicas_in_sync > 1:
+        # every replica must get an equal share of each batch: trim the validation set to a
+        # multiple of the replica count (eval batches of 256 then always split evenly)
+        keep = len(vx) - len(vx) % strategy.num_replicas_in_sync
+        vx, vy = vx[:keep], vy[:keep]
+    spe = steps_per_epoch(len(tx), config.batch_size)
+    total = config.epochs * spe
+    with strategy.scope():
+        model = build_for_training(config, run_dir / runs.LAST if resume else None, spe)
+    if resume:
+        from fercore.model import read_model_config
+
+        restore_rng(model, read_model_config(run_dir / runs.LAST))
+    step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    best = runs.read_status(run_dir).get("best_val_accuracy", -1.0) if resume else -1.0
+    if resume:  # rows logged after the checkpoint (a kill) are trained again: drop them
+        runs.truncate_metrics(run_dir, step)
+    logger = RunLogger(run_dir, config, spe, stop, best)
+    cbs = [*extra, logger, *_keras_callbacks(config, run_dir)]
+    runs.update_status(run_dir, state="running", n_train=len(tx), n_val=len(vx), steps_per_epoch=spe,
+                       params=int(model.count_params()), step=step, epoch=min(step // spe + 1, config.epochs))  # fmt: skip
+    val_ds = _distributable(make_eval_dataset(vx, vy), config)
+    epoch, offset = divmod(step, spe)
+    if offset and step < total:  # resumed mid-epoch: finish that epoch first
+        end = (epoch + 1) * spe
+        train_ds = _distributable(make_train_dataset(tx, ty, tw, config, step, end), config)
+        model.fit(train_ds, validation_data=val_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=spe - offset,
+                  callbacks=cbs, verbose=verbose, shuffle=False)  # fmt: skip
+        epoch += 1
+    if epoch < config.epochs and not logger.stopped:
+        train_ds = _distributable(make_train_dataset(tx, ty, tw, config, epoch * spe, total), config)
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=epoch, steps_per_epoch=spe,
+                  callbacks=cbs, verbose=verbose, shuffle=False)  # fmt: skip
+    if logger.stopped:
+        return runs.update_status(run_dir, state="stopped", finished=time.time())
+    export_error = export_final(run_dir, config)
+    return runs.update_status(run_dir, state="finished", finished=time.time(), export_error=export_error)
+
+
+def _keras_callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
+    import keras
+
+    cbs: list[Any] = []
+    if config.schedule == "plateau":
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-6))
+    if config.early_stopping:
+        cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.early_stopping))
+    tb = keras.callbacks.TensorBoard(log_dir=str(run_dir / runs.TENSORBOARD), write_graph=False, update_freq="epoch")
+    return [*cbs, tb]
+
+
+def _distributable(ds: Any, config: TrainConfig) -> Any:
+    """Shard batches across replicas (not files) under the mirrored/multiworker strategies."""
+    if config.strategy == "default":
+        return ds
+    import tensorflow as tf
+
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(opts)
+
+
+def export_final(run_dir: Path, config: TrainConfig) -> str | None:
+    """Export ``config.export_checkpoint`` (last by default: best-on-PublicTest would select the
+    model on the test set) in every format into ``export/``.
+
+    Returns None, or the reason the export failed (training itself still counts as finished:
+    the checkpoints are there and ``python -m training.export`` can be retried).
+    """
+    from fercore.export import export_all
+
+    best = run_dir / runs.BEST
+    src = best if config.export_checkpoint == "best" and best.exists() else run_dir / runs.LAST
+    try:
+        export_all(src, run_dir / runs.EXPORT, check=False)
+    except Exception as exc:  # noqa: BLE001 - reported in status.json, checkpoints are kept
+        return f"{type(exc).__name__}: {exc}"
+    return None

@@ -1,0 +1,76 @@
+"""fercore.train.augment and .dataset: augmentation, subsets, and a data order that a resumed run repeats."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from fercore.train import Augment, TrainConfig, class_weight_vector, stratified_subset
+from fercore.train.dataset import batch_indices, make_train_dataset, steps_per_epoch
+
+OFF = dataclasses.asdict(Augment.off())
+
+
+def test_augment_off_is_identity_and_flip_only_mirrors():
+    import tensorflow as tf
+
+    from fercore.train import augment_batch
+
+    x = np.random.default_rng(0).integers(0, 255, (16, 48, 48, 1)).astype(np.float32)
+    same = augment_batch(tf.constant(x), Augment(**OFF)).numpy()
+    np.testing.assert_array_equal(same, x)
+    flipped = augment_batch(tf.constant(x), Augment(**{**OFF, "flip": True})).numpy()
+    mirrored = [np.array_equal(f, o[:, ::-1]) for f, o in zip(flipped, x, strict=True)]
+    unchanged = [np.array_equal(f, o) for f, o in zip(flipped, x, strict=True)]
+    assert all(m or u for m, u in zip(mirrored, unchanged, strict=True)) and any(mirrored) and any(unchanged)
+    full = augment_batch(tf.constant(x), Augment()).numpy()
+    assert full.shape == x.shape and full.min() >= 0 and full.max() <= 255
+    assert not np.array_equal(full, x)
+
+
+def test_augment_is_a_function_of_its_seed():
+    import tensorflow as tf
+
+    from fercore.train import augment_batch
+
+    x = tf.constant(np.random.default_rng(1).integers(0, 255, (8, 48, 48, 1)).astype(np.float32))
+    a = augment_batch(x, Augment(), tf.constant([3, 7])).numpy()
+    b = augment_batch(x, Augment(), tf.constant([3, 7])).numpy()
+    c = augment_batch(x, Augment(), tf.constant([3, 8])).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_class_weights_and_subset_keep_proportions():
+    labels = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    w = class_weight_vector(labels)
+    assert w[2] > w[1] > w[0]
+    idx = stratified_subset(labels, 50, seed=0)
+    assert np.bincount(labels[idx]).tolist() == [35, 10, 5]
+
+
+def test_each_epoch_visits_every_image_once_in_a_seeded_order():
+    cfg = TrainConfig(batch_size=32, epochs=3, seed=5)
+    spe = steps_per_epoch(140, 32)
+    idx = batch_indices(140, cfg, 0, 3 * spe)
+    assert idx.shape == (12, 32) and spe == 4
+    for e in range(3):
+        assert len(np.unique(idx[e * spe : (e + 1) * spe])) == 128  # the remainder of 12 is dropped
+    assert not np.array_equal(idx[:spe], idx[spe : 2 * spe])
+    np.testing.assert_array_equal(batch_indices(140, cfg, 5, 10), idx[5:10])
+    assert batch_indices(10, TrainConfig(batch_size=32, epochs=2), 0, 2).shape == (2, 10)  # one short batch
+
+
+def test_a_pipeline_started_mid_run_yields_the_same_batches():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (70, 48, 48)).astype(np.uint8)
+    targets = np.eye(7, dtype=np.float32)[np.arange(70) % 7]
+    weights = np.ones(70, np.float32)
+    cfg = TrainConfig(batch_size=16, epochs=2, augment=Augment(mixup=0.3))
+    full = [tuple(t.numpy() for t in b) for b in make_train_dataset(images, targets, weights, cfg)]
+    tail = [tuple(t.numpy() for t in b) for b in make_train_dataset(images, targets, weights, cfg, start_step=3)]
+    assert len(full) == 8 and len(tail) == 5
+    for a, b in zip(full[3:], tail, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)

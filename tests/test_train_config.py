@@ -1,0 +1,64 @@
+"""fercore.train.config: the config, its choices declared once, and what the CLI and form make of them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fercore.model import ARCHITECTURES
+from fercore.train import EXPORT_CHECKPOINTS, OPTIMIZERS, SCHEDULES, STRATEGIES, Augment, TrainConfig
+from fercore.train.config import form_config, options
+
+
+def test_config_rejects_unknown_keys_and_choices():
+    with pytest.raises(ValueError, match="unknown config keys: epochz"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="unknown augment keys"):
+        TrainConfig.from_dict({"augment": {"spin": 1}})
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose one of sgd, adam, adamw"):
+        TrainConfig.from_dict({"optimizer": "rmsprop"})
+    with pytest.raises(ValueError, match="JSON object"):
+        TrainConfig.from_dict([1, 2])  # type: ignore[arg-type]
+    cfg = TrainConfig.from_dict({"epochs": 3, "augment": {"flip": False}})
+    assert cfg.epochs == 3 and cfg.augment.flip is False and cfg.augment.rotation == 10.0
+
+
+def test_export_defaults_to_the_last_epoch():
+    """val_split defaults to PublicTest: picking the best epoch on it would select on the test set."""
+    assert TrainConfig().val_split == "test" and TrainConfig().export_checkpoint == "last"
+    assert TrainConfig(export_checkpoint="best").export_checkpoint == "best"
+    assert TrainConfig.from_dict({"model": "coursera"}).export_checkpoint == "last"  # configs from before
+
+
+def test_choices_are_declared_once():
+    opts = options()
+    assert opts["model"].choices == tuple(ARCHITECTURES)
+    assert opts["optimizer"].choices == OPTIMIZERS and opts["schedule"].choices == SCHEDULES
+    assert opts["strategy"].choices == STRATEGIES and opts["export_checkpoint"].choices == EXPORT_CHECKPOINTS
+    assert "augment" not in opts and "model_params" not in opts  # not scalar: config file only
+
+
+def test_cli_flags_are_generated_from_the_config():
+    from training.train import parse_args, resolve_config
+
+    scalar = options()
+    args = parse_args(["--optimizer", "adam", "--export-checkpoint", "best", "--no-class-weights", "--epochs", "4"])
+    cfg = resolve_config(args)
+    assert cfg == {"optimizer": "adam", "export_checkpoint": "best", "class_weights": False, "epochs": 4}
+    for name in scalar:
+        assert hasattr(args, name), f"--{name.replace('_', '-')} missing"
+    with pytest.raises(SystemExit):
+        parse_args(["--schedule", "linear"])
+    off = resolve_config(parse_args(["--no-augment"]))["augment"]
+    assert not any(dataclasses.asdict(off).values())
+
+
+def test_form_config_switches_augmentations_and_sets_a_log_interval():
+    cfg = form_config({"data": "x", "epochs": 2, "batch_size": 64, "subset": 3000}, {"flip": True, "mixup": True})
+    assert cfg["augment"]["flip"] is True and cfg["augment"]["mixup"] == 0.2 and cfg["augment"]["rotation"] == 0.0
+    assert cfg["log_every"] == 4 and cfg["epochs"] == 2
+    on = Augment.from_switches({f.name: True for f in dataclasses.fields(Augment)})
+    assert on.rotation == Augment().rotation and on.mixup == 0.2
+    with pytest.raises(ValueError):
+        form_config({"optimizer": "nope"}, {})

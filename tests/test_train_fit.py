@@ -1,0 +1,219 @@
+"""fercore.train.fit and python -m training.train: a complete run directory, exact resume after a
+stop (also of a run written by the pre-split code), strategies, export choice, bad input."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fercore import runs
+from fercore.train import TrainConfig, fit
+from tests.conftest import ROOT, TINY
+
+PRE_SPLIT_COMMIT = "4ea4fb0"  # the last commit with the single-file fercore/train.py
+
+
+def _train_cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "training.train", "--quiet", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=900, **kw)  # fmt: skip
+
+
+def _tiny_config(tmp_path: Path, data: Path, **extra) -> Path:
+    cfg = {"data": str(data), "model": "fernet", "model_params": TINY, "epochs": 2, "batch_size": 32,
+           "lr": 0.01, "log_every": 2, **extra}  # fmt: skip
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def _weights(file: Path) -> list[np.ndarray]:
+    from fercore.model import load_keras_model
+
+    return [np.asarray(w) for w in load_keras_model(file).get_weights()]
+
+
+def test_fit_writes_a_complete_run_directory(tmp_path, class_folder):
+    run = tmp_path / "run"
+    res = _train_cli("--config", str(_tiny_config(tmp_path, class_folder)), "--run-dir", str(run))
+    assert res.returncode == 0, res.stderr[-2000:]
+    status = runs.read_status(run)
+    assert status["state"] == "finished" and status["completed_epochs"] == 2
+    assert status["pid_start"] and status["checkpoint_step"] == 8
+    assert runs.read_config(run)["model_params"]["widths"] == TINY["widths"]
+    metrics = runs.read_metrics(run)
+    assert set(metrics["kind"]) == {"batch", "epoch"}
+    assert metrics[metrics.kind == "epoch"]["epoch"].tolist() == [1, 2]
+    assert metrics[metrics.kind == "epoch"]["val_accuracy"].notna().all()
+    for name in (runs.BEST, runs.LAST, "export/model.tflite", "export/model.json",
+                 "export/model.weights.h5", "export/model.keras"):  # fmt: skip
+        assert (run / name).exists(), name
+    assert any((run / runs.TENSORBOARD).rglob("events.out.tfevents.*"))
+    from fercore.model import read_model_config
+
+    stored = read_model_config(run / runs.BEST)
+    assert stored["model"] == "fernet" and stored["epoch"] >= 1
+    # the export is the last epoch's weights (export_checkpoint="last"), not the best on PublicTest
+    for a, b in zip(_weights(run / "export" / "model.keras"), _weights(run / runs.LAST), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path, class_folder):
+    run = tmp_path / "run"
+    res = _train_cli("--config", str(_tiny_config(tmp_path, class_folder, epochs=1)),
+                     "--run-dir", str(run), "--strategy", "mirrored", "--logical-cpus", "2")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert runs.read_status(run)["state"] == "finished"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/nonexistent/fer"], "no such file or folder"),
+    (["--data", "{tmp}"], "no class folders found"),
+    (["--data", "{csv}"], "wrong header"),
+    (["--model", "fernet"], "no data"),
+    (["--resume", "{tmp}"], "not a resumable run"),
+])  # fmt: skip
+def test_cli_bad_input_one_line_no_traceback(tmp_path, args, message):
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    args = [a.format(tmp=tmp_path, csv=tmp_path / "bad.csv") for a in args]
+    res = _train_cli(*args, "--run-dir", str(tmp_path / "run"))
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact resume (in-process: one TensorFlow import for all)
+
+
+@pytest.fixture
+def no_export(monkeypatch):
+    """These tests look at training, not at the (slow) final export."""
+    fit_module = importlib.import_module("fercore.train.fit")  # the package's ``fit`` is the function
+    monkeypatch.setattr(fit_module, "export_final", lambda run_dir, config: None)
+
+
+def stop_at(run_dir: Path, step: int):
+    """A callback that requests a stop when the global step ``step`` ends (in a fresh run)."""
+    import keras
+
+    count = itertools.count(1)
+    return keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: next(count) == step and runs.request_stop(run_dir)
+    )
+
+
+def _trace(run: Path):
+    """What must match an uninterrupted run: (kind, epoch, step) and the learning rate per row."""
+    m = runs.read_metrics(run)
+    return list(zip(m["kind"], m["epoch"].astype(int), m["step"].astype(int), strict=True)), m["lr"].to_numpy()
+
+
+def _config(class_folder: Path) -> TrainConfig:
+    # every augmentation, dropout and mixup on: all of it must be replayed exactly
+    return TrainConfig.from_dict({"data": str(class_folder), "model_params": TINY, "epochs": 3, "batch_size": 32,
+                                  "lr": 0.02, "warmup_epochs": 1, "log_every": 1, "augment": {"mixup": 0.2}})  # fmt: skip
+
+
+def test_resume_after_a_stop_mid_epoch_continues_exactly(tmp_path, class_folder, no_export):
+    config = _config(class_folder)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert fit(config, whole, verbose=0)["state"] == "finished"
+    status = fit(config, parts, verbose=0, callbacks=[stop_at(parts, 6)])  # 4 steps per epoch: mid-epoch 2
+    assert status["state"] == "stopped"
+    assert (status["step"], status["completed_epochs"], status["checkpoint_step"]) == (6, 1, 6)
+    final = fit(config, parts, resume=True, verbose=0)
+    assert final["state"] == "finished" and final["completed_epochs"] == 3 and final["step"] == 12
+    rows_whole, lr_whole = _trace(whole)
+    rows_parts, lr_parts = _trace(parts)
+    assert rows_parts == rows_whole
+    np.testing.assert_array_equal(lr_parts, lr_whole)
+    for a, b in zip(_weights(parts / runs.LAST), _weights(whole / runs.LAST), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _pre_split_train(tmp_path: Path, monkeypatch):
+    """fercore/train.py as it was before the split, loaded from git history."""
+    try:
+        source = subprocess.run(["git", "show", f"{PRE_SPLIT_COMMIT}:fercore/train.py"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"git history with {PRE_SPLIT_COMMIT} not available")
+    file = tmp_path / "pre_split_train.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location("pre_split_train", file)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "pre_split_train", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_run_stopped_by_the_pre_split_code_resumes_on_the_same_curve(tmp_path, class_folder, no_export, monkeypatch):
+    """Its checkpoint holds a float learning rate that a callback used to set; the new code attaches
+    the schedule, so steps, epochs and learning rates continue as in an uninterrupted run (weights
+    differ: the old augmentation drew from a stateful generator)."""
+    old = _pre_split_train(tmp_path, monkeypatch)
+    config = _config(class_folder)
+    whole, legacy = tmp_path / "whole", tmp_path / "legacy"
+    fit(config, whole, verbose=0)
+    make_callbacks = old._make_callbacks
+    old._make_callbacks = lambda run_dir, *a: [stop_at(run_dir, 6), *make_callbacks(run_dir, *a)]
+    cfg = config.to_dict()
+    del cfg["export_checkpoint"]
+    assert old.fit(old.TrainConfig.from_dict(cfg), legacy, verbose=0)["state"] == "stopped"
+    assert "pid_start" not in runs.read_status(legacy)
+    final = fit(config, legacy, resume=True, verbose=0)
+    assert final["state"] == "finished" and final["completed_epochs"] == 3
+    rows_whole, lr_whole = _trace(whole)
+    rows_legacy, lr_legacy = _trace(legacy)
+    assert rows_legacy == rows_whole
+    np.testing.assert_allclose(lr_legacy, lr_whole, rtol=1e-6)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_sigterm_mid_epoch_stops_cleanly_and_resume_finishes(tmp_path, fer_dir):
+    """The acceptance recipe: coursera, subset 2000 of FER2013; SIGTERM mid-epoch; --resume."""
+    run = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"log_every": 2}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.train", "--config", str(cfg), "--data", str(fer_dir),
+         "--model", "coursera", "--epochs", "1", "--subset", "2000", "--run-dir", str(run), "--quiet"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        m = runs.read_metrics(run)
+        if len(m) and (m["kind"] == "batch").sum() >= 2:
+            break
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    status = runs.read_status(run)
+    assert status["state"] == "stopped"
+    assert status["completed_epochs"] == 0 and status["step"] < status["steps_per_epoch"]
+    assert (run / runs.LAST).exists()
+    steps_before = int(runs.read_metrics(run)["step"].max())
+    res = _train_cli("--resume", str(run))
+    assert res.returncode == 0, res.stderr[-2000:]
+    status = runs.read_status(run)
+    assert status["state"] == "finished" and status["completed_epochs"] == 1
+    assert status["step"] == status["steps_per_epoch"]  # the stopped epoch was finished, not restarted
+    metrics = runs.read_metrics(run)
+    assert metrics["step"].max() > steps_before
+    assert metrics["step"][metrics.kind == "batch"].is_monotonic_increasing
+    assert (run / "export" / "model.tflite").exists()
