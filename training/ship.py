@@ -138,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: exports differ from the source model: {bad}", file=sys.stderr)
         return 1
     (out / "config.json").unlink(missing_ok=True)
+    for stale in ("calibration.json", "model_int8.tflite"):  # both belong to the previous model
+        if (out / stale).exists():
+            (out / stale).unlink()
+            print(
+                f"note: removed {stale} of the previous model; refit/re-export it (see bench/README.md)",
+                file=sys.stderr,
+            )
     plain = evaluate(out / "model.tflite", test).to_dict()
     tta = evaluate(out / "model.tflite", test, tta=True).to_dict()
     per_format = {
@@ -152,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         **{k: plain[k] for k in ("accuracy", "n", "per_class", "macro_f1", "confusion", "labels")},
         "accuracy_tta": tta["accuracy"],
+        "ece_uncalibrated": plain["ece_uncalibrated"],
         "accuracy_by_format": per_format,
         "split": "PublicTest",
         "architecture": config.get("model", model.name),
