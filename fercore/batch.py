@@ -103,7 +103,9 @@ def find_images(paths: Iterable[str | Path]) -> list[str]:
 # Uploads: images and zips of images, read under limits
 
 
-def read_uploads(items: Iterable[tuple[str, bytes]], limits: BatchLimits | None = None) -> tuple[list, list[Skipped]]:
+def read_uploads(
+    items: Iterable[tuple[str, bytes]], limits: BatchLimits | None = None
+) -> tuple[list[tuple[str, bytes]], list[Skipped]]:
     """``(images, skipped)`` from uploaded ``(name, bytes)``: zips are opened and their image members
     read one by one (named ``archive.zip/dir/x.png``); anything over ``limits`` is skipped and listed,
     and so is a zip refused as a whole (not a zip, hostile: the ``DataError`` message)."""
@@ -245,15 +247,16 @@ class BatchCsv:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         self._file = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._writer = csv.DictWriter(self._file, BATCH_COLUMNS)
         if fresh:
-            self._writer.writeheader()
+            csv.DictWriter(self._file, BATCH_COLUMNS).writeheader()
 
     def _read_existing(self) -> None:
         with open(self.path, "rb+") as f:  # drop a line cut short by a killed run
             data = f.read()
             if not data.endswith(b"\n"):
                 f.truncate(data.rfind(b"\n") + 1)
+        if self.path.stat().st_size == 0:  # killed while writing the header
+            return
         with open(self.path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if reader.fieldnames != BATCH_COLUMNS:
@@ -314,7 +317,7 @@ def predict_to_csv(
     """
     run = CsvRun()
     with contextlib.closing(BatchCsv(csv_path)) as out:
-        todo = [f for f in files if not out.has(f)]
+        todo = [f for f in dict.fromkeys(files) if not out.has(f)]  # a file named twice is done once
         run.skipped, run.earlier_errors = len(files) - len(todo), out.earlier_errors
         for done, result in enumerate(predict_images(pipeline, ((f, f) for f in todo), workers), 1):
             out.write(result)
@@ -339,9 +342,7 @@ class ProgressClock:
 
     def eta(self, fraction: float) -> float | None:
         elapsed = self.clock() - self.start
-        if fraction <= 0 or elapsed < 2.0:
-            return None
-        return max(0.0, elapsed * (1.0 - fraction) / fraction)
+        return None if fraction <= 0 or elapsed < 2.0 else max(0.0, elapsed * (1.0 - fraction) / fraction)
 
     def text(self, fraction: float) -> str:
         eta = self.eta(fraction)

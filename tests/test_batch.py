@@ -151,6 +151,10 @@ def test_batch_csv_drops_a_cut_line_and_refuses_foreign_csvs(tmp_path):
     assert again.earlier_errors == 1
     again.close()
     assert path.read_text().endswith(",y.png: not an image\n")
+    cut = tmp_path / "cut.csv"
+    cut.write_text("file,face_id,x")  # killed while writing the header: starts afresh
+    BatchCsv(cut).close()
+    assert cut.read_text().splitlines() == [",".join(BATCH_COLUMNS)]
     other = tmp_path / "video.csv"
     other.write_text("frame,time_s\n0,0.0\n")
     with pytest.raises(DataError, match="not a batch CSV"):
