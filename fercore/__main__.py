@@ -43,7 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         "are skipped, so re-running an interrupted command resumes it",
     )
     pr.add_argument(
-        "--workers", type=_positive, default=1, help="images analysed at once, on threads sharing one model (default 1)"
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="images analysed at once, on threads sharing one model (default 1; bench/batch_predict.py "
+        "measures what 2 gain on your machine)",
     )
     pr.add_argument(
         "--whole-image",
