@@ -14,6 +14,7 @@ from fercore.runs.files import (
     METRICS,
     STATES,
     STATUS,
+    STATUS_TYPES,
     STOP,
     TENSORBOARD,
     append_metrics,
@@ -62,7 +63,7 @@ from fercore.runs.view import (
 
 __all__ = [
     "ACTIVE_STATES", "BEST", "CONFIG", "EXPORT", "KILLED", "LAST", "LOCK", "LOG", "METRICS", "METRIC_FIELDS",
-    "STATES", "STATUS", "STOP", "TENSORBOARD", "RunView", "TrainingBusyError", "active_run", "append_metrics",
+    "STATES", "STATUS", "STATUS_TYPES", "STOP", "TENSORBOARD", "RunView", "TrainingBusyError", "active_run", "append_metrics",
     "best_val", "clean_status", "clear_stop", "default_runs_dir", "effective_state", "elapsed", "fmt_duration",
     "launch_training", "list_runs", "lock_holder", "log_tail", "new_run_id", "owner", "owner_alive", "path",
     "pid_alive", "process_start", "progress", "read_config", "read_json", "read_metrics", "read_object",
