@@ -81,7 +81,7 @@ def test_evaluate_csv_split_and_tta(tmp_path, fer_dir, tiny_model_dir):
     "args, message",
     [
         (["--data", "/no/such/dir"], "no such file or folder"),
-        (["--data", "{csv}"], "wrong header"),
+        (["--data", "{csv}"], "header"),
         (["--data", "{empty}"], "file is empty"),
         (["--data", "{fer}", "--split", "validation2"], "no split"),
         (["--data", "{fer}", "--model", "/no/model.tflite"], "model file not found"),
