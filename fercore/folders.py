@@ -1,12 +1,15 @@
 """Image-folder data sets: ``<root>/<class>/*`` or the Kaggle layout ``<root>/<split>/<class>/*``.
 
-Images of any size, mode and format become 48×48 grayscale faces (centre-cropped to a square).
-Every file is decoded by :mod:`fercore.image`, the one decoder, so its size guard and its handling
-of alpha, palette, 16-bit and CMYK files apply here too.
+Images of any mode and format become 48×48 grayscale faces (centre-cropped to a square). Every
+file is decoded by :mod:`fercore.image`, the one decoder, so its handling of alpha, palette, 16-bit
+and CMYK files applies here too. Face crops are small, so a file over ``MAX_FACE_FILE_BYTES`` or
+whose header claims more than ``MAX_FACE_PIXELS`` is skipped before decoding: a folder (or an
+uploaded zip) of pixel bombs, decoded by several threads at once, must not exhaust memory.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,12 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from fercore.dataset import Dataset, LoadReport, normalize_split
-from fercore.image import load_image, to_gray
+from fercore.image import decode_image, to_gray
 from fercore.labels import EMOTIONS, canonical_emotion
 from fercore.preprocess import resize_face
 from fercore.types import DataError, ImageError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+MAX_FACE_FILE_BYTES = 32 * 1024**2
+MAX_FACE_PIXELS = 4096 * 4096  # an RGB decode of this is 50 MB; _WORKERS of them run at once
+_WORKERS = min(4, (os.cpu_count() or 2) * 2)  # decoding is mostly GIL-bound: more threads gain nothing
+UNREADABLE = "unreadable image"
 
 
 @dataclass
@@ -90,10 +97,35 @@ def read_face_file(path: str) -> np.ndarray | None:
 
     None rather than an error: one bad file among thousands is reported and skipped by the loader.
     """
+    face = _read_face(path)
+    return None if isinstance(face, str) else face
+
+
+def _read_face(path: str) -> np.ndarray | str:
+    """The face, or why the file was skipped (never its content)."""
     try:
-        return square_face(to_gray(load_image(path)))
-    except ImageError:
-        return None
+        if os.path.getsize(path) > MAX_FACE_FILE_BYTES:
+            return f"file larger than {MAX_FACE_FILE_BYTES // 1024**2} MB"
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if _header_pixels(data) > MAX_FACE_PIXELS:
+            return f"more than {MAX_FACE_PIXELS / 1e6:.0f} megapixels"
+        return square_face(to_gray(decode_image(data, path)))
+    except (ImageError, OSError):
+        return UNREADABLE
+
+
+def _header_pixels(data: bytes) -> int:
+    """Pixel count the header claims (0 when Pillow cannot tell: the decoder then says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.size[0]) * int(im.size[1])
+    except Image.DecompressionBombError:  # Pillow refuses far larger headers itself
+        return MAX_FACE_PIXELS + 1
+    except Exception:  # noqa: BLE001 - any other failure is reported by decode_image
+        return 0
 
 
 def square_face(gray: np.ndarray) -> np.ndarray:
@@ -113,19 +145,17 @@ def load_folders(root: Path, layout: FolderLayout, source: str | None = None) ->
     """
     files = layout.files
     paths = [p for _, _, p in files]
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        faces = list(pool.map(read_face_file, paths, chunksize=256))
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        faces = list(pool.map(_read_face, paths, chunksize=256))
     report = LoadReport(source=source or str(root), kind=layout.kind, unknown_folders=list(layout.unknown))
-    keep = [i for i, f in enumerate(faces) if f is not None]
+    keep = [i for i, f in enumerate(faces) if not isinstance(f, str)]
     report.skipped = [
-        (os.path.relpath(paths[i], root) if source else paths[i], "unreadable image")
-        for i, f in enumerate(faces)
-        if f is None
+        (os.path.relpath(paths[i], root) if source else paths[i], f) for i, f in enumerate(faces) if isinstance(f, str)
     ]
     report.loaded = len(keep)
     if not keep:
         raise DataError(f"{report.source}: none of the {len(paths)} image files could be read")
-    images = np.stack([f for f in faces if f is not None])
+    images = np.stack([f for f in faces if not isinstance(f, str)])
     labels = np.array([EMOTIONS.index(files[i][1]) for i in keep], dtype=np.int64)
     splits = np.array([files[i][0] for i in keep])
     ids = np.array([os.path.relpath(files[i][2], root) for i in keep])

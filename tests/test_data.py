@@ -319,4 +319,20 @@ def test_folder_images_decode_through_fercore_image(tmp_path):
     (root / "happy" / "bomb.png").write_bytes(_png_claiming_size(30_000, 30_000))
     ds = load_dataset(root, use_cache=False)
     assert len(ds) == 1 and int(ds.images[0].min()) == 255
-    assert [p.endswith("bomb.png") for p, _ in ds.report.skipped] == [True]
+    assert [(p.endswith("bomb.png"), why) for p, why in ds.report.skipped] == [(True, "more than 17 megapixels")]
+
+
+def test_oversized_face_files_are_skipped_with_a_reason(tmp_path, monkeypatch):
+    from fercore import folders
+
+    root = tmp_path / "faces"
+    (root / "sad").mkdir(parents=True)
+    cv2.imwrite(str(root / "sad" / "small.png"), np.full((48, 48), 9, np.uint8))
+    cv2.imwrite(str(root / "sad" / "wide.png"), np.full((100, 300), 9, np.uint8))  # 30,000 pixels
+    (root / "sad" / "big.png").write_bytes(b"x" * 5000)
+    monkeypatch.setattr(folders, "MAX_FACE_FILE_BYTES", 4000)
+    monkeypatch.setattr(folders, "MAX_FACE_PIXELS", 20_000)
+    ds = load_dataset(root, use_cache=False)
+    assert len(ds) == 1
+    assert sorted((os.path.basename(p), why) for p, why in ds.report.skipped) == [
+        ("big.png", "file larger than 0 MB"), ("wide.png", "more than 0 megapixels")]

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -62,9 +63,9 @@ def _png() -> bytes:
     return buf.tobytes()
 
 
-def _zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
+def _zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w", method) as zf:
         for name, data in entries:
             zf.writestr(name, data)
     return buf.getvalue()
@@ -151,6 +152,25 @@ def zip_many_members(_: Path, n: int = 100_000) -> bytes:
     return b"".join(local) + cd + end
 
 
+def png_bomb(width: int = 12_000, height: int = 12_000) -> bytes:
+    """A valid 8-bit gray PNG of zeros (144 megapixels, about 140 KB), compressed row by row."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    packer = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the row's pixels
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">2I5B", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def zip_pixel_bombs(_: Path) -> bytes:
+    """Eight small PNGs of 144 megapixels each, stored (ratio 1): decoded at once they would need
+    gigabytes (3.3 GB measured before the loader checked the pixel count from the header)."""
+    bomb = png_bomb()
+    return _zip([(f"fer/happy/{i}.png", bomb) for i in range(8)], zipfile.ZIP_STORED)
+
+
 HOSTILE = [
     ("dotdot.zip", zip_dotdot, "points outside the archive"),
     ("absolute.zip", zip_absolute, "has an absolute path"),
@@ -162,6 +182,7 @@ HOSTILE = [
     ("bomb.csv.gz", gz_bomb, "more than 512 MB of text"),
     ("ratio.zip", zip_ratio_bomb, "'fer/happy/bomb.png' expands more than 100×"),
     ("many.zip", zip_many_members, "more than 60,000 files"),
+    ("pixels.zip", zip_pixel_bombs, "none of the 8 image files could be read"),
 ]
 
 
