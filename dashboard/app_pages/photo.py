@@ -55,7 +55,11 @@ job = (tuple((n, common.sha1(d)) for n, d in inputs), detector, str(model), whol
 state = st.session_state.get("photo_batch")
 if state is None or state["job"] != job:
     images, skipped = read_uploads(inputs, LIMITS)
-    pipe = common.get_pipeline(detector, str(model))
+    try:
+        pipe = common.get_pipeline(detector, str(model))
+    except common.USER_ERRORS as exc:
+        common.show_error(exc, "Cannot load the detector or the model")
+        st.stop()
     if whole:  # the same shared detector and classifier, plus the fallback: cheap to build
         pipe = FramePipeline(pipe.detector, pipe.classifier, whole_image_fallback=True)
     bar, clock, results = st.progress(0.0, text="Finding faces…"), ProgressClock(), []
