@@ -16,6 +16,8 @@ from fercore.calibration import (
     ece,
     fit_temperature,
     load_temperature,
+    nll,
+    reliability,
     save_temperature,
 )
 from fercore.classify import Backend
@@ -98,7 +100,8 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract: accuracy, n, per_class, confusion (+ labels, model, tta, macro_f1,
-        ece of the served probabilities, ece_uncalibrated, temperature, and ``extra``)."""
+        ece of the served probabilities, ece_uncalibrated, temperature, the reliability bins of the
+        served probabilities for a diagram, and ``extra``)."""
         from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
         labels = list(range(NUM_CLASSES))
@@ -119,6 +122,7 @@ class EvalResult:
             "ece": ece(self.calibrated, self.y_true, ECE_BINS),
             "ece_uncalibrated": ece(self.proba, self.y_true, ECE_BINS),
             "temperature": self.temperature,
+            "reliability": reliability(self.calibrated, self.y_true, ECE_BINS),
             **self.extra,
         }
 
@@ -218,18 +222,16 @@ def stratified_subset(
         chosen.append(members)
     index = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
     if limit is not None and limit < len(index):
-        # equal-rate sampling across classes: a random `limit` of the pooled, per-class shuffled faces
-        share = {int(c): len(m) / len(index) for c, m in zip(np.unique(labels), chosen, strict=True)}
-        parts = [m[: max(1, round(limit * share[int(c)]))] for c, m in zip(np.unique(labels), chosen, strict=True)]
-        index = np.concatenate(parts)[:limit]
+        # the same share of every class (at least one face each); rounding overshoot trimmed at random
+        rate = limit / len(index)
+        pooled = np.concatenate([m[: max(1, round(rate * len(m)))] for m in chosen])
+        index = rng.permutation(pooled)[:limit]
     return dataset.subset(np.sort(index))
 
 
 def fit_and_save_temperature(result: EvalResult, model_path: str | Path, fitted_on: str) -> dict[str, Any]:
     """Fit the temperature on ``result``'s raw probabilities and save it beside ``model_path``;
     returns what was written (temperature, fitted_on, n, ece_before, ece_after, nll…)."""
-    from fercore.calibration import nll
-
     t = fit_temperature(result.proba, result.y_true)
     info = {
         "fitted_on": fitted_on,

@@ -121,6 +121,9 @@ def test_json_reports_ece_and_the_models_temperature(small_real_set, tiny_model_
     res = _run("training.evaluate", "--data", str(small_real_set), "--model", str(model), "--json")
     out = json.loads(res.stdout)
     assert out["temperature"] == 1.0 and out["ece"] == out["ece_uncalibrated"] and 0 <= out["ece"] <= 1
+    bins = out["reliability"]
+    assert len(bins) == 15 and sum(b["count"] for b in bins) == 70
+    assert out["ece"] == pytest.approx(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / 70)
     save_temperature(model, 2.0, fitted_on="test")
     calibrated = json.loads(
         _run("training.evaluate", "--data", str(small_real_set), "--model", str(model), "--json").stdout
