@@ -293,7 +293,8 @@ def test_dataset_path_outside_the_data_roots_is_refused_alike(tmp_path, class_fo
 # Train
 
 
-def test_train_page_form_and_bad_path(tmp_path):
+def test_train_page_form_and_bad_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
     at = open_page("train")
     assert at.get("form"), "the training form"
     assert "Runs" in [h.value for h in at.header]
@@ -304,25 +305,42 @@ def test_train_page_form_and_bad_path(tmp_path):
     assert not list((tmp_path / "runs").glob("*")), "nothing was started"
 
 
-def _fake_run(runs_dir: Path, name: str, status: dict, log: str = "") -> Path:
+def test_train_page_form_is_generated_from_the_config():
+    from fercore.train import MODELS, OPTIMIZERS, SCHEDULES, TrainConfig
+
+    at = open_page("train")
+    assert at.selectbox(key="train_model").options == list(MODELS)
+    assert at.selectbox(key="train_optimizer").options == list(OPTIMIZERS)
+    assert at.selectbox(key="train_schedule").options == list(SCHEDULES)
+    defaults = TrainConfig()
+    assert at.number_input(key="train_epochs").value == defaults.epochs
+    assert at.number_input(key="train_lr").value == defaults.lr
+    assert at.checkbox(key="train_aug_flip").value and not at.checkbox(key="train_aug_mixup").value
+
+
+def _fake_run(runs_dir: Path, name: str, status: dict | bytes, log: str = "", config: dict | bytes | None = None,
+              metrics: bytes | None = None) -> Path:  # fmt: skip
     from fercore import runs
 
     run = runs_dir / name
     run.mkdir(parents=True)
-    runs.write_config(run, {"model": "coursera", "epochs": 3, "data": "x"})
-    runs.write_json_atomic(run / runs.STATUS, status)
+    config = {"model": "coursera", "epochs": 3, "data": "x"} if config is None else config
+    for file, data in ((runs.CONFIG, config), (runs.STATUS, status), (runs.METRICS, metrics)):
+        if data is not None:
+            (run / file).write_bytes(data if isinstance(data, bytes) else json.dumps(data).encode())
     if log:
         (run / runs.LOG).write_text(log)
     return run
 
 
-def test_train_page_one_at_a_time_and_crashed_run(tmp_path, class_folder):
+def test_train_page_one_at_a_time_and_crashed_run(tmp_path, class_folder, monkeypatch):
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
     runs_dir = tmp_path / "runs"
     _fake_run(runs_dir, "run-crashed", {"state": "failed", "error": "DataError: bad pixels in row 7",
                                         "started": time.time() - 60, "finished": time.time()},
-              log="loading data\nTraceback (most recent call last):\nDataError: bad pixels in row 7\n")
+              log="loading data\nTraceback (most recent call last):\nDataError: bad pixels in row 7\n")  # fmt: skip
     _fake_run(runs_dir, "run-busy", {"state": "running", "pid": os.getpid(), "started": time.time(),
-                                     "epoch": 1, "epochs": 3, "step": 10, "steps_per_epoch": 100, "eta": 90})
+                                     "epoch": 1, "epochs": 3, "step": 10, "steps_per_epoch": 100, "eta": 90})  # fmt: skip
     at = open_page("train")
     assert any("A training is running (run-busy)" in i.value for i in at.info)
     assert at.get("progress"), "progress bar of the running run"
@@ -339,6 +357,67 @@ def test_train_page_one_at_a_time_and_crashed_run(tmp_path, class_folder):
     assert set(table["state"]) == {"failed", "running"}
 
 
+ROWS = b"1.0,batch,1,2,2.5,0.3,,,0.01\n2.0,epoch,1,4,2.0,0.4,1.9,0.5,0.01\n"
+
+
+@pytest.mark.parametrize("status, config, metrics, state", [
+    (b"[1, 2]", None, None, "unreadable"),  # valid JSON, not an object
+    (b'"running"', None, None, "unreadable"),
+    (b'{"state": "stopp\xff\xfe"}', None, None, "unreadable"),  # invalid UTF-8
+    ({"state": 7, "epoch": "x"}, None, None, "unreadable"),
+    ({"state": "stopped", "started": "noon", "epochs": "3", "step": [1], "best_val_accuracy": "high"}, None, ROWS,
+     "stopped"),  # wrong types: shown with what can be read
+    ({"state": "running", "pid": 2**22 + 7, "pid_start": 1, "started": 1.0}, None, ROWS, "failed"),  # owner gone
+    ({"state": "stopped", "started": 1.0}, b"[]", ROWS, "stopped"),  # config not an object
+    ({"state": "stopped", "started": 1.0}, None, b"\xff\xfe\x00" + ROWS + b"\xff,batch\n", "stopped"),
+    ({"state": "stopped", "started": 1.0}, None, ROWS, "stopped"),  # metrics without a header
+    ({"state": "stopped", "started": 1.0}, None, b"", "stopped"),
+])  # fmt: skip
+def test_train_page_survives_damaged_run_files(tmp_path, status, config, metrics, state):
+    _fake_run(tmp_path / "runs", "run-damaged", status, config=config, metrics=metrics, log="some log\n")
+    at = open_page("train")
+    assert at.get("form"), "the form still renders"
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["run-damaged"] and list(table["state"]) == [state]
+    at.selectbox(key="train_pick").set_value("run-damaged").run()
+    assert_ok(at)
+    if state in ("unreadable", "failed"):
+        assert any(f"run-damaged {state}" in e for e in errors(at)), errors(at)
+    if metrics and state == "stopped":
+        assert len(plotly_charts(at)) == 3, "the readable rows are drawn"
+
+
+def test_train_page_resume_and_restart(tmp_path, monkeypatch):
+    from fercore import runs
+    from fercore.train import TrainConfig
+
+    runs_dir = tmp_path / "runs"
+    stopped = _fake_run(runs_dir, "run-stopped", {"state": "stopped", "started": 1.0, "completed_epochs": 1})
+    (stopped / runs.LAST).parent.mkdir()
+    (stopped / runs.LAST).write_bytes(b"checkpoint")
+    _fake_run(runs_dir, "run-early", {"state": "failed", "error": "killed", "started": 1.0})  # no checkpoint
+    calls = []
+
+    def fake_launch(config, root, python=None, resume=None):
+        calls.append((config, resume))
+        new = _fake_run(root, f"run-new{len(calls)}", {"state": "starting", "pid": os.getpid(), "started": time.time()})
+        return resume or new
+
+    monkeypatch.setattr(runs, "launch_training", fake_launch)
+    at = open_page("train")
+    at.selectbox(key="train_pick").set_value("run-early").run()
+    assert at.button(key="resume_hist_run-early").disabled, "nothing to resume from"
+    at.selectbox(key="train_pick").set_value("run-stopped").run()
+    assert not at.button(key="resume_hist_run-stopped").disabled
+    at.button(key="resume_hist_run-stopped").click().run()
+    assert_ok(at)
+    assert calls == [({}, stopped)]
+    at.selectbox(key="train_pick").set_value("run-early").run()
+    at.button(key="restart_hist_run-early").click().run()
+    assert_ok(at)
+    assert calls[1] == (TrainConfig.from_dict({"model": "coursera", "epochs": 3, "data": "x"}).to_dict(), None)
+
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_path):
@@ -348,14 +427,14 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
     at.text_input(key="train_data").set_value(str(fer_dir))
     at.selectbox(key="train_model").set_value("coursera")
     at.number_input(key="train_epochs").set_value(1)
-    at.number_input(key="train_batch").set_value(16)
+    at.number_input(key="train_batch_size").set_value(16)
     at.number_input(key="train_subset").set_value(3000)
-    at.selectbox(key="train_opt").set_value("adam")
+    at.selectbox(key="train_optimizer").set_value("adam")
     at.number_input(key="train_lr").set_value(0.001)
     button(at, "Start training").click().run()
     assert_ok(at)
     assert not errors(at), errors(at)
-    started = list((tmp_path / "runs").iterdir())
+    started = list(runs.list_runs(tmp_path / "runs"))
     assert len(started) == 1
     run = started[0]
     try:
@@ -389,6 +468,7 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
         assert len(plotly_charts(at)) >= 1, "batch-loss curve of the run"
         table = at.dataframe[0].value
         assert list(table["run"]) == [run.name] and list(table["state"]) == ["stopped"]
+        assert not button(at, "Resume").disabled, "a stopped run with a checkpoint can be resumed"
     finally:
         pid = runs.read_status(run).get("pid")
         if runs.effective_state(run) in runs.ACTIVE_STATES and pid:

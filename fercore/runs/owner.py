@@ -115,13 +115,11 @@ def _inherited_lock(file: Path) -> int | None:
 
 def _refuse_unlocked_runs(root: Path) -> None:
     """Runs started before the lock existed hold no lock: a live owner still makes the folder busy."""
-    me = os.getpid()
+    mine = lock_holder(root).get("run")  # a launcher that handed us the lock wrote our run's status
     for run in root.iterdir():
-        status = read_status(run) if run.is_dir() else {}
-        if status.get("state") in ACTIVE_STATES and status.get("pid") != me and owner_alive(status):
-            holder = lock_holder(root)
-            if holder.get("run") != run.name:
-                raise TrainingBusyError(f"a training is already running: {run.name} (pid {status['pid']})")
+        status = read_status(run) if run.is_dir() and run.name != mine else {}
+        if status.get("state") in ACTIVE_STATES and owner_alive(status):
+            raise TrainingBusyError(f"a training is already running: {run.name} (pid {status['pid']})")
 
 
 def record_holder(fd: int, run: str, pid: int | None = None) -> None:

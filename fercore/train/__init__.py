@@ -12,6 +12,7 @@ from fercore.train.config import (
     Option,
     TrainConfig,
     form_config,
+    init_from_choices,
     options,
 )
 from fercore.train.dataset import (
@@ -27,7 +28,7 @@ from fercore.train.schedule import make_schedule
 
 __all__ = [
     "EXPORT_CHECKPOINTS", "MODELS", "OPTIMIZERS", "SCHEDULES", "STRATEGIES", "Augment", "Option", "TrainConfig",
-    "augment_batch", "build_for_training", "class_weight_vector", "export_final", "fit", "form_config",
+    "augment_batch", "build_for_training", "class_weight_vector", "export_final", "fit", "form_config", "init_from_choices",
     "get_strategy", "make_eval_dataset", "make_schedule", "make_train_dataset", "mixup_batch", "options",
     "prepare_data", "steps_per_epoch", "stratified_subset",
 ]  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from fercore.model import ARCHITECTURES
@@ -171,6 +172,19 @@ def _default(f: Field[Any]) -> Any:
     if f.default_factory is not MISSING:
         return f.default_factory()
     return f.default
+
+
+def init_from_choices(runs_dir: str | Path | None = None) -> dict[str, str]:
+    """What a run can start from, label → .keras file: the models of :mod:`fercore.catalog` that
+    have a Keras twin (TFLite files cannot be trained further)."""
+    from fercore import catalog
+
+    out = {"(random initialisation)": ""}
+    for label, model in catalog.available_models(runs_dir).items():
+        keras_file = catalog.keras_model_for(model)
+        if keras_file is not None and keras_file.suffix == ".keras":
+            out[label] = str(keras_file)
+    return out
 
 
 def form_config(values: dict[str, Any], augment: dict[str, bool]) -> dict[str, Any]:
