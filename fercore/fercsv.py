@@ -137,7 +137,7 @@ def _parse(fh: _ByteReader, source: str, max_bytes: int) -> Dataset:
         )
     i_emo, i_pix = header.index("emotion"), header.index("pixels")
     i_use = header.index("usage") if "usage" in header else None
-    images: list[np.ndarray] = []
+    pixels = bytearray()  # grows in place: no list of arrays to stack (twice the memory) at the end
     labels: list[int] = []
     splits: list[str] = []
     ids: list[str] = []
@@ -148,13 +148,14 @@ def _parse(fh: _ByteReader, source: str, max_bytes: int) -> Dataset:
         if len(cells) < len(header):
             raise DataError(f"{source}: line {lineno}: {len(cells)} fields, expected {len(header)}")
         labels.append(_parse_label(cells[i_emo], source, lineno))
-        images.append(_parse_pixels(cells[i_pix], source, lineno))
+        pixels += _parse_pixels(cells[i_pix], source, lineno).tobytes()
         splits.append(_parse_usage(cells[i_use], source, lineno) if i_use is not None else "all")
         ids.append(str(lineno - header_line - 1))
-    if not images:
+    if not labels:
         raise DataError(f"{source}: header only, no data rows")
-    report = LoadReport(source=source, kind="csv", loaded=len(images))
-    return Dataset(np.stack(images), np.array(labels, np.int64), np.array(splits), np.array(ids), report)
+    report = LoadReport(source=source, kind="csv", loaded=len(labels))
+    images = np.frombuffer(pixels, np.uint8).reshape(-1, FACE_SIZE, FACE_SIZE)
+    return Dataset(images, np.array(labels, np.int64), np.array(splits), np.array(ids), report)
 
 
 def _parse_label(cell: str, source: str, lineno: int) -> int:
