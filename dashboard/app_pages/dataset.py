@@ -20,9 +20,7 @@ try:
     if source == "Configured path":
         default = locations.find_dataset()
         path = st.text_input("Dataset path (FER2013 CSV, Kaggle folder layout or class folders)",
-                             value=str(default or ""), key="ds_path",
-                             help="A file or folder inside the data folders this app may read: `FER_DATA`, "
-                                  "the project's `data/`, the shared data folder, or `FER_DATA_ROOTS`.")
+                             value=str(default or ""), key="ds_path", help=common.ROOTS_HELP)
         if not path.strip():
             st.info("No dataset configured. See **Home** for how to get FER2013, or upload one.")
             st.stop()
@@ -43,7 +41,7 @@ try:
         data = up.getvalue()
         key = common.sha1(data)
         ds = common.get_uploaded_dataset(up.name, key, data)
-except (DataError, FileNotFoundError) as exc:
+except common.USER_ERRORS as exc:
     common.show_error(exc, "Cannot load the dataset")
     st.stop()
 
