@@ -140,6 +140,21 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes and of their ended children (a closed page's
+    renderer counts in Chromium's times once Chromium has reaped it)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / tick
+
+
 def process_tree(root: int) -> list[int]:
     """``root`` and its descendants (from /proc/*/stat parent ids)."""
     parents: dict[int, int] = {}
@@ -320,8 +335,10 @@ async def run_task(context, kind: str, url: str, out: Outcome, args, inputs: dic
 async def session(
     browser, n: int, index: int, url: str, args, work: Path, clip: Path, start: asyncio.Event
 ) -> list[Outcome]:
-    kind = MIX[index % len(MIX)]
-    photo = PHOTO_FILES[(index // 2) % len(PHOTO_FILES)]  # photo sessions are 0, 2, 4, …: alternate
+    mix = args.mix
+    kind = mix[index % len(mix)]
+    earlier_photos = sum(1 for j in range(index) if mix[j % len(mix)] == "photo")
+    photo = PHOTO_FILES[earlier_photos % len(PHOTO_FILES)]  # photo sessions alternate
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     outcomes = []
     try:
@@ -375,6 +392,9 @@ async def load_round(n: int, args, work: Path, clip: Path) -> dict:
                 tasks = [
                     asyncio.create_task(session(browser, n, i, server.url, args, work, clip, start)) for i in range(n)
                 ]
+                server_pids = set(process_tree(server.proc.pid))
+                client_pids = lambda: [p for p in process_tree(os.getpid()) if p not in server_pids]  # noqa: E731
+                cpu0 = cpu_seconds(process_tree(server.proc.pid)), cpu_seconds(client_pids())
                 with monitor:
                     t0 = time.perf_counter()
                     start.set()
@@ -382,6 +402,8 @@ async def load_round(n: int, args, work: Path, clip: Path) -> dict:
                         asyncio.gather(*tasks), timeout=args.timeout * (args.rounds + 1) + 60
                     )
                     wall_s = time.perf_counter() - t0
+                server_cpu = cpu_seconds(process_tree(server.proc.pid)) - cpu0[0]
+                client_cpu = cpu_seconds(client_pids()) - cpu0[1]
                 hwm_kb = _status_kb(server.proc.pid, "VmHWM")
             finally:
                 await browser.close()
@@ -395,6 +417,8 @@ async def load_round(n: int, args, work: Path, clip: Path) -> dict:
             "outcomes": [o for r in results for o in r],
             "wall_s": wall_s,
             "t0": t0,
+            "server_cpu": server_cpu,
+            "client_cpu": client_cpu,
             "baseline_mb": baseline_kb / 1024,
             "peak_mb": monitor.peak_kb / 1024,
             "hwm_mb": hwm_kb / 1024,
@@ -442,6 +466,10 @@ def report(r: dict, timeline: bool = False) -> None:
             f"   {page:<9} {len(outs):>5}  {fmt_times(opened):>16}  {fmt_times(done):>18}  "
             f"{errors + wrong} ({errors} + {wrong})"
         )
+    print(
+        f"   CPU during the sessions: server {r['server_cpu']:.0f} s, browser + Playwright {r['client_cpu']:.0f} s "
+        f"(of {r['wall_s'] * (os.cpu_count() or 1):.0f} core-seconds; the rest went to other processes)"
+    )
     if timeline:
         print("   timeline (s from the start; action → result):")
         for o in sorted(r["outcomes"], key=lambda o: o.action_at or 1e18):
@@ -472,10 +500,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="tasks per session (each on a reloaded page)")
     p.add_argument("--eval-limit", type=int, default=300, help="faces per evaluation (the page's 'Images' field)")
     p.add_argument("--same-bytes", action="store_true", help="upload the photos unchanged (a content cache may answer)")
+    p.add_argument("--mix", default=",".join(MIX), help="tasks of sessions 0, 1, 2, … in turn (photo, evaluate, video)")
+    p.add_argument(
+        "--nice", type=int, default=0, help="niceness increment for the bench, its server and browser (< 0 needs root)"
+    )
     p.add_argument("--timeline", action="store_true", help="print when each task acted and got its result")
     p.add_argument("--timeout", type=float, default=240, help="seconds one task may take")
     args = p.parse_args(argv)
     ns = [int(v) for v in args.sessions.split(",") if v.strip()]
+    args.mix = [v.strip() for v in args.mix.split(",") if v.strip()]
+    if not args.mix or set(args.mix) - {"photo", "evaluate", "video"}:
+        p.error("--mix: a comma-separated list of photo, evaluate, video")
     if not ns or min(ns) < 1 or max(ns) > 32 or not 1 <= args.rounds <= 10:
         p.error("--sessions: 1–32 each; --rounds: 1–10")
 
@@ -497,8 +532,10 @@ def main(argv: list[str] | None = None) -> int:
         print("cannot run: the playwright Python package is not installed", file=sys.stderr)
         return 2
 
+    if args.nice:
+        os.nice(args.nice)  # inherited by the server and the browser started below
     print(
-        f"load average {os.getloadavg()[0]:.2f} / {os.cpu_count()} cores; mix per session {' '.join(MIX)} …; "
+        f"nice {os.nice(0)}; load average {os.getloadavg()[0]:.2f} / {os.cpu_count()} cores; mix per session {' '.join(args.mix)} …; "
         f"{args.rounds} round(s); evaluate on {args.eval_limit} test faces; "
         f"{'same' if args.same_bytes else 'unique'} photo bytes per upload"
     )
