@@ -1,8 +1,8 @@
 """Training throughput in images/s, measured in one run on the same data:
 
-  (a) our pipeline + our model: ``fercore.train.make_train_dataset`` (shuffle, batch, on-graph
-      augmentation of training/configs/default.json) feeding the model of that config, compiled as
-      ``fercore.train.build_for_training`` compiles it;
+  (a) our pipeline + our model: ``fercore.train.make_train_dataset`` (seeded per-epoch order, batch
+      gather, on-graph augmentation of training/configs/default.json) feeding the model of that
+      config, compiled as ``fercore.train.build_for_training`` compiles it;
   (b) the same model fed ready-made float batches held in memory (no input pipeline work, no
       augmentation): the ceiling (a) can reach;
   (c) the seed pipeline: keras' legacy ``ImageDataGenerator(horizontal_flip=True)`` feeding the

@@ -92,6 +92,29 @@ def test_two_launches_in_processes_exactly_one_starts_20_of_20(tmp_path, fake_py
     assert len(runs.list_runs(root)) == 20
 
 
+def test_launch_hands_the_lock_to_a_real_training(tmp_path, class_folder):
+    """The launcher's lock passes to the training process (inherited fd): while it trains no other
+    launch starts; when it ends the lock is free and the run says why it ended."""
+    root = tmp_path / "runs"
+    config = {"data": str(class_folder), "model_params": TINY, "epochs": 1, "batch_size": 32, "log_every": 1}
+    run = runs.launch_training(config, root)
+    with pytest.raises(runs.TrainingBusyError, match=run.name):
+        runs.launch_training(config, root)
+    deadline = time.time() + 600
+    while runs.view(run).active and time.time() < deadline:
+        time.sleep(0.5)
+    status = runs.read_status(run)
+    assert status["state"] == "finished", runs.log_tail(run)
+    assert runs.lock_holder(root) == {}
+    runs.write_config(root / "run-nothing", config)
+    missing = runs.launch_training({}, root, resume=root / "run-nothing")  # no checkpoint to resume from
+    deadline = time.time() + 120
+    while runs.view(missing).active and time.time() < deadline:
+        time.sleep(0.2)
+    assert runs.view(missing).state == "failed" and "nothing to resume" in runs.view(missing).reason
+    os.close(runs.take_lock(root))
+
+
 def test_cli_loses_to_a_held_lock_with_one_line_and_exit_2(tmp_path, class_folder):
     root = tmp_path / "runs"
     with runs.training_lock(root, "run-holder"):

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from fercore.data import DataError
     from fercore.train import fit
 
+    run_dir: Path | None = None
     try:
         if args.resume:
             run_dir = Path(args.resume)
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run directory: {run_dir}", flush=True)
         status = fit(config, run_dir, resume=bool(args.resume), verbose=0 if args.quiet else 1)
     except (DataError, ValueError, FileNotFoundError, runs.TrainingBusyError) as exc:
+        if run_dir is not None and runs.read_status(run_dir).get("pid") == os.getpid():
+            # started by a launcher, which named us the run's owner: say why, not just "killed?"
+            runs.update_status(run_dir, state="failed", error=str(exc), finished=time.time())
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
