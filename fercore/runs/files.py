@@ -44,11 +44,27 @@ ACTIVE_STATES = {"starting", "running", "stopping"}
 STATES = ACTIVE_STATES | {"stopped", "finished", "failed"}
 # status.json fields and the type a reader may rely on (None = unset is always allowed)
 STATUS_TYPES: dict[str, type] = {
-    "state": str, "pid": int, "pid_start": int, "started": float, "finished": float, "updated": float,
-    "epoch": int, "epochs": int, "step": int, "steps_per_epoch": int, "eta": float, "completed_epochs": int,
-    "checkpoint_step": int, "best_val_accuracy": float, "n_train": int, "n_val": int, "params": int,
-    "error": str, "export_error": str, "traceback": str,
-}  # fmt: skip
+    "state": str,
+    "pid": int,
+    "pid_start": int,
+    "started": float,
+    "finished": float,
+    "updated": float,
+    "epoch": int,
+    "epochs": int,
+    "step": int,
+    "steps_per_epoch": int,
+    "eta": float,
+    "completed_epochs": int,
+    "checkpoint_step": int,
+    "best_val_accuracy": float,
+    "n_train": int,
+    "n_val": int,
+    "params": int,
+    "error": str,
+    "export_error": str,
+    "traceback": str,
+}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 

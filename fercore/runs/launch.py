@@ -15,9 +15,11 @@ from fercore.runs.owner import owner, record_holder, take_lock
 
 
 def launch_training(
-    config: dict[str, Any], runs_dir: str | Path | None = None, python: str | None = None,
+    config: dict[str, Any],
+    runs_dir: str | Path | None = None,
+    python: str | None = None,
     resume: str | Path | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Start a training of ``config`` in a new run directory (or continue the run ``resume``)
     in the background and return the run directory, whose status.json says ``starting`` at once.
 
@@ -45,9 +47,14 @@ def launch_training(
         with open(run_dir / LOG, "ab") as log:
             proc = subprocess.Popen(
                 [python or sys.executable, "-m", "training.train", *args, "--quiet"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(PROJECT_ROOT),
-                env=env, start_new_session=True, pass_fds=(fd,),
-            )  # fmt: skip
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(PROJECT_ROOT),
+                env=env,
+                start_new_session=True,
+                pass_fds=(fd,),
+            )
         record_holder(fd, run_dir.name, proc.pid)
         update_status(run_dir, **owner(proc.pid))
     except BaseException as exc:

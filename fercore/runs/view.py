@@ -145,12 +145,17 @@ def summary_rows(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
         run = view(run_dir)
         cfg, s = run.config, run.status
         started = s.get("started")
-        rows.append({
-            "run": run.name, "state": run.state, "model": str(cfg.get("model", "")),
-            "epochs": f"{s.get('completed_epochs') or 0}/{_int(cfg.get('epochs')) or '?'}",
-            "best val. accuracy": best_val(run), "duration": fmt_duration(elapsed(run)),
-            "subset": _int(cfg.get("subset")) or "all",
-            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",
-            "note": run.reason if run.state in ("failed", "unreadable") else "",
-        })  # fmt: skip
+        rows.append(
+            {
+                "run": run.name,
+                "state": run.state,
+                "model": str(cfg.get("model", "")),
+                "epochs": f"{s.get('completed_epochs') or 0}/{_int(cfg.get('epochs')) or '?'}",
+                "best val. accuracy": best_val(run),
+                "duration": fmt_duration(elapsed(run)),
+                "subset": _int(cfg.get("subset")) or "all",
+                "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",
+                "note": run.reason if run.state in ("failed", "unreadable") else "",
+            }
+        )
     return rows

@@ -27,8 +27,28 @@ from fercore.train.fit import build_for_training, export_final, fit, get_strateg
 from fercore.train.schedule import make_schedule
 
 __all__ = [
-    "EXPORT_CHECKPOINTS", "MODELS", "OPTIMIZERS", "SCHEDULES", "STRATEGIES", "Augment", "Option", "TrainConfig",
-    "augment_batch", "build_for_training", "class_weight_vector", "export_final", "fit", "form_config", "init_from_choices",
-    "get_strategy", "make_eval_dataset", "make_schedule", "make_train_dataset", "mixup_batch", "options",
-    "prepare_data", "steps_per_epoch", "stratified_subset",
-]  # fmt: skip
+    "EXPORT_CHECKPOINTS",
+    "MODELS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "STRATEGIES",
+    "Augment",
+    "Option",
+    "TrainConfig",
+    "augment_batch",
+    "build_for_training",
+    "class_weight_vector",
+    "export_final",
+    "fit",
+    "form_config",
+    "init_from_choices",
+    "get_strategy",
+    "make_eval_dataset",
+    "make_schedule",
+    "make_train_dataset",
+    "mixup_batch",
+    "options",
+    "prepare_data",
+    "steps_per_epoch",
+    "stratified_subset",
+]

@@ -83,17 +83,29 @@ class RunLogger(keras.callbacks.Callback):
             return
         epoch = (self.step - 1) // self.spe + 1
         if in_epoch % self.config.log_every == 0 or in_epoch == self.spe:
-            runs.append_metrics(self.run_dir, {
-                "time": round(time.time() - self.t0, 2), "kind": "batch", "epoch": epoch, "step": self.step,
-                "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
-                "lr": lr_of_step(self.model.optimizer, self.step - 1),
-            })  # fmt: skip
+            runs.append_metrics(
+                self.run_dir,
+                {
+                    "time": round(time.time() - self.t0, 2),
+                    "kind": "batch",
+                    "epoch": epoch,
+                    "step": self.step,
+                    "loss": logs.get("loss"),
+                    "accuracy": logs.get("accuracy"),
+                    "lr": lr_of_step(self.model.optimizer, self.step - 1),
+                },
+            )
         rate = (self.step - self.epoch_step0) / max(1e-6, time.time() - self.epoch_t0)
         remaining = self.config.epochs * self.spe - self.step
         runs.update_status(
-            self.run_dir, state="stopping" if self.stopped else "running", epoch=epoch, epochs=self.config.epochs,
-            step=self.step, steps_per_epoch=self.spe, eta=round(remaining / max(rate, 1e-6)),
-        )  # fmt: skip
+            self.run_dir,
+            state="stopping" if self.stopped else "running",
+            epoch=epoch,
+            epochs=self.config.epochs,
+            step=self.step,
+            steps_per_epoch=self.spe,
+            eta=round(remaining / max(rate, 1e-6)),
+        )
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -106,11 +118,20 @@ class RunLogger(keras.callbacks.Callback):
             self.best = float(val)
             self._save(runs.BEST, completed)
         # the row goes first: a resume drops rows past its checkpoint, so a kill in between is harmless
-        runs.append_metrics(self.run_dir, {
-            "time": round(time.time() - self.t0, 2), "kind": "epoch", "epoch": completed, "step": self.step,
-            "loss": logs.get("loss"), "accuracy": logs.get("accuracy"), "val_loss": logs.get("val_loss"),
-            "val_accuracy": val, "lr": lr_of_step(self.model.optimizer, self.step - 1),
-        })  # fmt: skip
+        runs.append_metrics(
+            self.run_dir,
+            {
+                "time": round(time.time() - self.t0, 2),
+                "kind": "epoch",
+                "epoch": completed,
+                "step": self.step,
+                "loss": logs.get("loss"),
+                "accuracy": logs.get("accuracy"),
+                "val_loss": logs.get("val_loss"),
+                "val_accuracy": val,
+                "lr": lr_of_step(self.model.optimizer, self.step - 1),
+            },
+        )
         self._save(runs.LAST, completed)
 
     def _save(self, name: str, completed: int) -> None:

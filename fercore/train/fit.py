@@ -110,13 +110,25 @@ def fit(
         runs.write_config(run_dir, config.to_dict())
         if not resume:  # a fresh run starts from a clean status (a launcher may have written one)
             runs.write_json_atomic(runs.path(run_dir, runs.STATUS), {})
-        runs.update_status(run_dir, state="starting", error=None, finished=None, epochs=config.epochs,
-                           started=time.time(), **runs.owner())  # fmt: skip
+        runs.update_status(
+            run_dir,
+            state="starting",
+            error=None,
+            finished=None,
+            epochs=config.epochs,
+            started=time.time(),
+            **runs.owner(),
+        )
         try:
             return _train(config, run_dir, resume, verbose, list(callbacks), stop)
         except BaseException as exc:  # record why, then let the caller see it
-            runs.update_status(run_dir, state="failed", finished=time.time(), error=f"{type(exc).__name__}: {exc}",
-                               traceback=traceback.format_exc()[-4000:])  # fmt: skip
+            runs.update_status(
+                run_dir,
+                state="failed",
+                finished=time.time(),
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc()[-4000:],
+            )
             raise
 
 
@@ -145,25 +157,50 @@ def _train(
 
         restore_rng(model, read_model_config(run_dir / runs.LAST))
     step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-    best = runs.read_status(run_dir).get("best_val_accuracy", -1.0) if resume else -1.0
+    prior = runs.read_status(run_dir).get("best_val_accuracy") if resume else None
+    best = prior if prior is not None else -1.0
     if resume:  # rows logged after the checkpoint (a kill) are trained again: drop them
         runs.truncate_metrics(run_dir, step)
     logger = RunLogger(run_dir, config, spe, stop, best)
     cbs = [*extra, logger, *_keras_callbacks(config, run_dir)]
-    runs.update_status(run_dir, state="running", n_train=len(tx), n_val=len(vx), steps_per_epoch=spe,
-                       params=int(model.count_params()), step=step, epoch=min(step // spe + 1, config.epochs))  # fmt: skip
+    runs.update_status(
+        run_dir,
+        state="running",
+        n_train=len(tx),
+        n_val=len(vx),
+        steps_per_epoch=spe,
+        params=int(model.count_params()),
+        step=step,
+        epoch=min(step // spe + 1, config.epochs),
+    )
     val_ds = _distributable(make_eval_dataset(vx, vy), config)
     epoch, offset = divmod(step, spe)
     if offset and step < total:  # resumed mid-epoch: finish that epoch first
         end = (epoch + 1) * spe
         train_ds = _distributable(make_train_dataset(tx, ty, tw, config, step, end), config)
-        model.fit(train_ds, validation_data=val_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=spe - offset,
-                  callbacks=cbs, verbose=verbose, shuffle=False)  # fmt: skip
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            steps_per_epoch=spe - offset,
+            callbacks=cbs,
+            verbose=verbose,
+            shuffle=False,
+        )
         epoch += 1
     if epoch < config.epochs and not logger.stopped:
         train_ds = _distributable(make_train_dataset(tx, ty, tw, config, epoch * spe, total), config)
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=epoch, steps_per_epoch=spe,
-                  callbacks=cbs, verbose=verbose, shuffle=False)  # fmt: skip
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=epoch,
+            steps_per_epoch=spe,
+            callbacks=cbs,
+            verbose=verbose,
+            shuffle=False,
+        )
     if logger.stopped:
         return runs.update_status(run_dir, state="stopped", finished=time.time())
     export_error = export_final(run_dir, config)
