@@ -69,7 +69,8 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:  # reads the header only
                 _check_size(im.size, name)
-                if im.format in _FAST_FORMATS and im.mode in _FAST_MODES and "transparency" not in im.info:
+                fast_ok = im.format in _FAST_FORMATS and im.mode in _FAST_MODES and "transparency" not in im.info
+                if fast_ok and _looks_complete(str(im.format), data):
                     fast = _decode_with_opencv(data, im.size)
                     if fast is not None:
                         return fast
@@ -87,6 +88,20 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         raise ImageError(f"{name}: truncated or corrupt image data ({_one_line(exc)})") from None
     except MemoryError:
         raise ImageError(f"{name}: too large to decode in memory") from None
+
+
+def _looks_complete(fmt: str, data: bytes) -> bool:
+    """Whether the file ends where its format says it should. Truncated files go to Pillow, which
+    names the problem in one line (OpenCV's codecs would print their own errors to stderr first)."""
+    if fmt == "JPEG":
+        return data.rstrip(b"\0\r\n ")[-2:] == b"\xff\xd9"
+    if fmt == "PNG":
+        return b"IEND" in data[-16:]
+    if fmt == "BMP":
+        return int.from_bytes(data[2:6], "little") <= len(data)
+    if fmt == "WEBP":
+        return int.from_bytes(data[4:8], "little") + 8 <= len(data)
+    return False
 
 
 def _decode_with_opencv(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
