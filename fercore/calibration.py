@@ -135,18 +135,25 @@ def calibration_file(model_path: str | Path) -> Path:
     return (path if path.is_dir() else path.parent) / CALIBRATION_FILE
 
 
-def load_temperature(model_path: str | Path) -> float:
-    """The temperature saved beside ``model_path``; 1.0 (no change) when there is none."""
+def load_calibration(model_path: str | Path) -> dict[str, Any]:
+    """The whole calibration record saved beside ``model_path`` (``{}`` when there is none), its
+    temperature checked."""
     file = calibration_file(model_path)
     if not file.exists():
-        return 1.0
+        return {}
     try:
-        t = float(json.loads(file.read_text())["temperature"])
+        record = json.loads(file.read_text())
+        t = float(record["temperature"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{file}: unreadable calibration file ({exc})") from None
     if not (math.isfinite(t) and t > 0):
         raise ValueError(f"{file}: temperature must be a positive number, got {t}")
-    return t
+    return {**record, "temperature": t}
+
+
+def load_temperature(model_path: str | Path) -> float:
+    """The temperature saved beside ``model_path``; 1.0 (no change) when there is none."""
+    return float(load_calibration(model_path).get("temperature", 1.0))
 
 
 def save_temperature(model_path: str | Path, temperature: float, **info: Any) -> Path:

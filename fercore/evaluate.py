@@ -15,7 +15,7 @@ from fercore.calibration import (
     apply_temperature,
     ece,
     fit_temperature,
-    load_temperature,
+    load_calibration,
     nll,
     reliability,
     save_temperature,
@@ -127,6 +127,14 @@ class EvalResult:
         }
 
 
+def _saved_temperature(model: str | Path | None, tta: bool) -> float:
+    """The model's saved temperature if it was fitted on the same kind of output: averaging over
+    TTA views already softens the probabilities, so a temperature fitted without TTA would
+    over-correct them (and vice versa); then 1."""
+    record = load_calibration(resolve_tier(model))
+    return float(record["temperature"]) if record and bool(record.get("tta", False)) == tta else 1.0
+
+
 def evaluate(
     model: ModelArg,
     dataset: Dataset,
@@ -136,15 +144,17 @@ def evaluate(
     temperature: float | None = None,
 ) -> EvalResult:
     """Classify every face of ``dataset`` with the model (a tier name, a file, a loaded backend,
-    or the shipped model if None). ``temperature`` defaults to the model's calibration file (1 for
-    a backend). A tier that applies its own TTA is never augmented twice."""
+    or the shipped model if None). ``temperature`` defaults to the model's calibration file when it
+    was fitted with the same TTA setting (1 otherwise, and for a backend). A tier that applies its own TTA is never augmented twice."""
     if len(dataset) == 0:
         raise ValueError("the data set has no images to evaluate")
     backend = _backend(model)
     tier_tta = isinstance(backend, EnsembleBackend) and backend.tta
     is_file = model is None or isinstance(model, (str, Path))
     if temperature is None:
-        temperature = load_temperature(resolve_tier(model)) if model is None or isinstance(model, (str, Path)) else 1.0
+        temperature = (
+            _saved_temperature(model, tta or tier_tta) if model is None or isinstance(model, (str, Path)) else 1.0
+        )
     proba = predict_proba(backend, dataset.images, tta=tta and not tier_tta, progress=progress)
     if model_name is None:
         model_name = str(model or resolve_tier(None)) if is_file else type(model).__name__

@@ -13,6 +13,7 @@ from fercore.calibration import (
     calibration_file,
     ece,
     fit_temperature,
+    load_calibration,
     load_temperature,
     nll,
     reliability,
@@ -116,6 +117,7 @@ def test_side_file_round_trip(tmp_path):
         "ece_before": 0.06,
         "ece_after": 0.02,
     }
+    assert load_calibration(model)["fitted_on"] == "train sample" and load_calibration(tmp_path / "other" / "m.tflite") == {}
     # every format in the folder shares it; a tier folder is looked into
     assert load_temperature(tmp_path / "model.keras") == 1.37 == load_temperature(tmp_path)
     file.write_text('{"temperature": -1}')

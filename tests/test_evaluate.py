@@ -124,7 +124,7 @@ def test_json_reports_ece_and_the_models_temperature(small_real_set, tiny_model_
     bins = out["reliability"]
     assert len(bins) == 15 and sum(b["count"] for b in bins) == 70
     assert out["ece"] == pytest.approx(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / 70)
-    save_temperature(model, 2.0, fitted_on="test")
+    save_temperature(model, 2.0, fitted_on="test", tta=False)
     calibrated = json.loads(
         _run("training.evaluate", "--data", str(small_real_set), "--model", str(model), "--json").stdout
     )
@@ -133,6 +133,10 @@ def test_json_reports_ece_and_the_models_temperature(small_real_set, tiny_model_
     ds = load_dataset(small_real_set)
     result = evaluate(model, ds)
     assert result.temperature == 2.0
+    # fitted without TTA: TTA-averaged probabilities are already softer, so it is not applied to them
+    assert evaluate(model, ds, tta=True).temperature == 1.0
+    save_temperature(model, 1.5, tta=True)
+    assert evaluate(model, ds, tta=True).temperature == 1.5 and evaluate(model, ds).temperature == 1.0
     assert calibrated["ece"] == pytest.approx(ece(apply_temperature(result.proba, 2.0), ds.labels), abs=1e-6)
 
 
