@@ -199,7 +199,7 @@ def test_dataset_page_real_fer_with_ferplus_and_revisit_is_instant(fer_dir, monk
     assert revisit < 3.0
 
 
-def test_dataset_page_class_folders_without_splits(tmp_path):
+def test_dataset_page_class_folders_without_splits(tmp_path, monkeypatch):
     import cv2
 
     from conftest import synthetic_faces
@@ -482,13 +482,22 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
 # Evaluate
 
 
-def test_evaluate_bad_dataset_path(tmp_path):
+def test_evaluate_bad_dataset_path(tmp_path, monkeypatch):
+    """Inside the data roots a missing path is named; outside them, existing or not, the same refusal."""
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path / "root"))
+    (tmp_path / "root").mkdir()
     at = open_page("evaluate")
     if not at.get("selectbox"):
         pytest.skip("no model to evaluate (the page shows a warning)")
-    at.text_input(key="eval_data").set_value(str(tmp_path / "missing")).run()
+    at.text_input(key="eval_data").set_value(str(tmp_path / "root" / "missing")).run()
     assert_ok(at)
-    assert errors(at) and "no such file or folder" in errors(at)[0]
+    assert errors(at) and "missing" in errors(at)[0]
+    refusals = []
+    for outside in (tmp_path / "elsewhere", tmp_path):  # missing, then existing
+        at.text_input(key="eval_data").set_value(str(outside)).run()
+        assert_ok(at)
+        refusals.append(errors(at)[0].replace(str(outside), "PATH"))
+    assert refusals[0] == refusals[1], refusals
 
 
 def _common():
@@ -503,18 +512,35 @@ def _common():
 
 
 @requires_default_model
-def test_evaluate_with_progress_matches_fercore_evaluate(class_folder):
+def test_evaluate_compares_two_models_and_shows_calibration(class_folder, tiny_model_dir, tmp_path, monkeypatch):
+    """Shipped model (a) against a run's export (b) on the same split: the page matches fercore.evaluate,
+    shows a reliability diagram, the comparison table with deltas and the faces the two disagree on."""
+    import shutil
+
     from fercore.data import load_dataset
     from fercore.evaluate import evaluate
 
-    ds = load_dataset(class_folder).split("test")
-    seen = []
-    for tta in (False, True):
-        ours = _common().evaluate_with_progress(default_model_path(), ds, tta, seen.append)
-        ref = evaluate(default_model_path(), ds, tta=tta)
-        np.testing.assert_allclose(ours.proba, ref.proba, atol=1e-5)
-        assert ours.to_dict()["confusion"] == ref.to_dict()["confusion"]
-    assert seen and seen[-1] == 1.0
+    run = tmp_path / "runs" / "run-tiny"
+    shutil.copytree(tiny_model_dir, run / "export")
+    (run / "config.json").write_text("{}")
+    monkeypatch.setenv("FER_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("FER_DATA", str(class_folder))
+    at = open_page("evaluate")
+    other = [o for o in at.selectbox(key="eval_other").options if "run-tiny" in o]
+    at.selectbox(key="eval_other").set_value(other[0]).run()
+    at.button(key="eval_go").click().run()
+    assert_ok(at)
+    assert not errors(at)
+    test = load_dataset(class_folder).split("test")
+    ref = evaluate(default_model_path(), test).to_dict()
+    acc = [m.value for m in at.metric if m.label == "Accuracy"]
+    assert acc == [f"{ref['accuracy']:.2%}"]
+    assert any("Reliability" in (c.proto.spec or "") for c in plotly_charts(at))
+    summary = next(d.value for d in at.dataframe if "b − a" in d.value.columns)
+    assert list(summary["metric"][:2]) == ["accuracy", "macro F1"]
+    assert summary["a"][0] == pytest.approx(ref["accuracy"])
+    assert summary["b − a"][0] == pytest.approx(summary["b"][0] - summary["a"][0])
+    assert "Faces the two models label differently" in texts(at)
 
 
 @requires_default_model
@@ -737,23 +763,24 @@ def test_webcam_page_and_bad_ice_config():
 
 @requires_default_model
 def test_webcam_frame_callback_draws_and_reports(photos_dir):
-    """The callback streamlit-webrtc calls per frame: predict → track → draw, results on the queue."""
+    """The callback streamlit-webrtc calls per frame: pipeline → track → draw, results on the queue."""
     import av
 
-    common = _common()
-    from fercore.predictor import Predictor, load_image
+    from fercore.classify import EmotionClassifier
+    from fercore.image import load_image
+    from fercore.live import LiveSession
 
     rgb = load_image(photos_dir / "astronaut.png")
-    live = common.LiveResults()
-    callback = common.make_frame_callback(live, Predictor("haar"), common.threading.Lock())
+    live = LiveSession(EmotionClassifier(), "haar")
+    callback = live.frame_callback()
     for _ in range(3):
         out = callback(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
     drawn = out.to_ndarray(format="rgb24")
     assert drawn.shape == rgb.shape and (drawn != rgb).any()
     assert live.frames == 3
-    items = [live.queue.get_nowait() for _ in range(3)]
+    items = live.drain()
     t, latency, faces = items[-1]
-    assert latency > 0 and faces[0]["face"] == 1 and faces[0]["label"] == "happy"
+    assert len(items) == 3 and latency > 0 and faces[0]["face_id"] == 1 and faces[0]["label"] == "happy"
 
 
 # ----------------------------------------------------------------------------------------------
