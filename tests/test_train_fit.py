@@ -80,7 +80,7 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path, class_folder):
 @pytest.mark.parametrize("args, message", [
     (["--data", "/nonexistent/fer"], "no such file or folder"),
     (["--data", "{tmp}"], "no class folders found"),
-    (["--data", "{csv}"], "wrong header"),
+    (["--data", "{csv}"], "header"),
     (["--model", "fernet"], "no data"),
     (["--resume", "{tmp}"], "not a resumable run"),
 ])  # fmt: skip
