@@ -59,9 +59,10 @@ def export_tflite_int8(model: Any, file: str | Path, representative_faces: np.nd
     ((n, 48, 48) uint8 training faces, ~500).
 
     Input and output stay float32 (a QUANTIZE op after the input, a DEQUANTIZE op before the
-    output): any backend feeds it exactly like the float model, and on this CPU the in-graph
-    quantize costs less than doing it in NumPy (bench/int8.py). One calibration face gets a 0 and
-    a 255 pixel so the input range is exactly 0–255: scale 1, every uint8 pixel stays exact.
+    output): any backend feeds it exactly like the float model. Quantizing 48×48 pixels in the
+    graph is no slower than in NumPy before the call, and with an input scale of 1 it loses
+    nothing: one calibration face gets a 0 and a 255 pixel so the input range is exactly 0–255,
+    and every integer pixel value is represented exactly.
     """
     import tensorflow as tf
 
