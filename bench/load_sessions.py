@@ -3,15 +3,14 @@
 For each N (default 4, then 8) a fresh server is started on 127.0.0.1 (as the browser tests start
 it), warmed up by one session that visits Photo, Evaluate and Video once, and then N sessions of
 one headless Chromium (Debian's, through Playwright; one browser context per session) start
-together. Session i does task ``MIX[i % 4]``, ``--rounds`` times (each round reloads the page, so
-it is a new Streamlit session):
+together. Session i does task ``i`` of ``--mix`` (default photo, evaluate, photo, video, repeated),
+``--rounds`` times (each round reloads the page, so it is a new Streamlit session):
 
 * photo — Photo page, upload astronaut.png or t1.jpg (alternating between photo sessions). Each
   upload gets unique bytes (a PNG text chunk / JPEG comment holding the session and round; the
-  pixels are identical) so the page's content cache never answers for it: every upload is
-  decoded, detected and classified even if a content cache is added to the page. ``--same-bytes``
-  uploads the files as they are. Right: astronaut shows 1 face, "happy"; t1
-  shows "6 face(s) found".
+  pixels are identical), so no cache keyed by content can answer for it: every upload is
+  decoded, detected and classified. ``--same-bytes`` uploads the files as they are. Right:
+  astronaut shows 1 face, "happy"; t1 shows "6 face(s) found".
 * evaluate — Evaluate page, shipped model, test split limited to ``--eval-limit`` faces (the
   page's fixed random sample), press Evaluate. Right: an accuracy ≥ 50 % and the same accuracy in
   every evaluate session.
@@ -22,10 +21,12 @@ Per page it prints p50/p95 of the time to open the page and of the time to resul
 upload or the click to the result on screen), the errors (an exception or error box on the page,
 a timeout, a wrong result) and, for the server, the RSS after warm-up, the peak RSS of its
 process tree (polled every 0.1 s from /proc) and the main process's VmHWM. The browser runs on
-the same cores as the server, as it would for a demo on one laptop; note the load average.
+the same cores as the server, as it would for a demo on one laptop: the CPU seconds that the
+server and the browser used during the sessions are printed beside the core-seconds available,
+so a slow figure can be told apart from a busy machine (note the load average too).
 
-    python bench/load_sessions.py [--sessions 4,8] [--rounds 2] [--eval-limit 300] [--same-bytes]
-                                  [--timeout 240]
+    python bench/load_sessions.py [--sessions 4,8] [--rounds 2] [--mix photo,evaluate,photo,video]
+                                  [--eval-limit 300] [--same-bytes] [--timeline] [--nice N] [--timeout 240]
 
 Needs Chromium (``bash scripts/bootstrap.sh --browser``), Playwright, the shipped model and
 ../shared/data (FER2013 and the photos). Everything is bounded: each task times out after
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import re
 import statistics
@@ -153,6 +155,11 @@ def cpu_seconds(pids: list[int]) -> float:
         except (OSError, ValueError, IndexError):
             continue
     return total / tick
+
+
+def client_tree(server_pids: set[int]) -> list[int]:
+    """This process and its descendants (Playwright's driver, Chromium) except the server's."""
+    return [p for p in process_tree(os.getpid()) if p not in server_pids]
 
 
 def process_tree(root: int) -> list[int]:
@@ -393,8 +400,7 @@ async def load_round(n: int, args, work: Path, clip: Path) -> dict:
                     asyncio.create_task(session(browser, n, i, server.url, args, work, clip, start)) for i in range(n)
                 ]
                 server_pids = set(process_tree(server.proc.pid))
-                client_pids = lambda: [p for p in process_tree(os.getpid()) if p not in server_pids]  # noqa: E731
-                cpu0 = cpu_seconds(process_tree(server.proc.pid)), cpu_seconds(client_pids())
+                cpu0 = cpu_seconds(process_tree(server.proc.pid)), cpu_seconds(client_tree(server_pids))
                 with monitor:
                     t0 = time.perf_counter()
                     start.set()
@@ -403,7 +409,7 @@ async def load_round(n: int, args, work: Path, clip: Path) -> dict:
                     )
                     wall_s = time.perf_counter() - t0
                 server_cpu = cpu_seconds(process_tree(server.proc.pid)) - cpu0[0]
-                client_cpu = cpu_seconds(client_pids()) - cpu0[1]
+                client_cpu = cpu_seconds(client_tree(server_pids)) - cpu0[1]
                 hwm_kb = _status_kb(server.proc.pid, "VmHWM")
             finally:
                 await browser.close()
@@ -434,7 +440,7 @@ async def load_round(n: int, args, work: Path, clip: Path) -> dict:
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank) of a non-empty list."""
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+    return s[min(len(s), max(1, math.ceil(q / 100 * len(s)))) - 1]
 
 
 def fmt_times(values: list[float]) -> str:
