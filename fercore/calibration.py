@@ -82,7 +82,7 @@ def _as_logits(logits_or_probs: np.ndarray) -> np.ndarray:
     1/256 steps of an int8 softmax), else the
     values themselves: both give the same softmax, so either can be temperature-scaled."""
     z = np.asarray(logits_or_probs, dtype=np.float64)
-    if z.size and z.min() >= 0 and np.allclose(z.sum(axis=1), 1.0, atol=0.05):
+    if z.ndim == 2 and z.size and z.min() >= 0 and np.allclose(z.sum(axis=1), 1.0, atol=0.05):
         return np.log(np.maximum(z, _EPS))
     return z
 

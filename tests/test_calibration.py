@@ -103,6 +103,8 @@ def test_apply_temperature_keeps_argmax_and_sums_to_one():
 def test_bad_input_is_a_clear_error(probs, labels, message):
     with pytest.raises(ValueError, match=message):
         ece(probs, labels)
+    with pytest.raises(ValueError, match=message):
+        fit_temperature(probs, labels)
 
 
 def test_side_file_round_trip(tmp_path):
@@ -117,7 +119,10 @@ def test_side_file_round_trip(tmp_path):
         "ece_before": 0.06,
         "ece_after": 0.02,
     }
-    assert load_calibration(model)["fitted_on"] == "train sample" and load_calibration(tmp_path / "other" / "m.tflite") == {}
+    assert (
+        load_calibration(model)["fitted_on"] == "train sample"
+        and load_calibration(tmp_path / "other" / "m.tflite") == {}
+    )
     # every format in the folder shares it; a tier folder is looked into
     assert load_temperature(tmp_path / "model.keras") == 1.37 == load_temperature(tmp_path)
     file.write_text('{"temperature": -1}')
