@@ -72,9 +72,9 @@ def get_uploaded_dataset(name: str, digest: str, _data: bytes) -> Any:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def get_classifier(model_path: str) -> Any:
-    from fercore.classify import EmotionClassifier
+    from fercore.ensemble import load_classifier
 
-    return EmotionClassifier(model_path)
+    return load_classifier(model_path)
 
 
 @st.cache_resource(show_spinner="Loading detector and model…", max_entries=6)
@@ -107,6 +107,15 @@ def require_model() -> Path | None:
             icon=":material/model_training:",
         )
     return model
+
+
+def tier_select(key: str, where: Any = st) -> Path:
+    """The shipped tier to use (fast, or accurate when installed)."""
+    options = catalog.tiers()
+    label = where.selectbox("Model", list(options), key=key, disabled=len(options) < 2,
+                            help="fast: one network; accurate: an ensemble with test-time augmentation "
+                            "(better, several times slower)")
+    return options[label]
 
 
 def detector_select(key: str, where: Any = st) -> str:

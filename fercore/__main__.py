@@ -102,7 +102,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="haar: scan a copy whose longest side is PX whatever the face sizes "
         "(instead of --min-face; larger finds smaller faces)",
     )
-    p.add_argument("--model", help="model file (.tflite, .keras or model.json); default: the shipped model")
+    p.add_argument(
+        "--model",
+        help="fast | accurate (the shipped tiers) or a model file (.tflite, .keras, model.json); default: fast "
+        "(videos: its int8 twin when shipped)",
+    )
 
 
 def _fraction(text: str) -> float:
@@ -127,8 +131,9 @@ def _positive(text: str) -> int:
 
 def _pipeline(args: argparse.Namespace, stream: bool = False, whole_image: bool = False) -> FramePipeline:
     """The one frame pipeline for these options (videos: a stream detector, a tracker and drawing)."""
-    from fercore.classify import EmotionClassifier
+    from fercore.classify import stream_model_path
     from fercore.detectors import make_detector, make_stream_detector
+    from fercore.ensemble import load_classifier
     from fercore.pipeline import FramePipeline
 
     params: dict = {}
@@ -147,7 +152,7 @@ def _pipeline(args: argparse.Namespace, stream: bool = False, whole_image: bool 
             detector = make_stream_detector(args.detector, scan_every=args.scan_every, **params)
         else:
             detector = make_detector(args.detector, **params)
-        classifier = EmotionClassifier(args.model)
+        classifier = load_classifier(args.model or (stream_model_path() if stream else None))
         classifier.predict_proba(np.zeros((1, 48, 48), np.uint8))  # LiteRT logs on first run
     return FramePipeline(detector, classifier, tracker=stream, draw=stream, whole_image_fallback=whole_image)
 

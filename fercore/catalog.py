@@ -37,12 +37,22 @@ def model_card() -> dict[str, Any] | None:
     return None
 
 
-def available_models(runs_dir: str | Path | None = None) -> dict[str, Path]:
-    """Models the user can pick, label → file: the shipped one, then each run's export (or checkpoint)."""
+def tiers() -> dict[str, Path]:
+    """The shipped tiers that are installed, label → file: fast (one network), accurate (an ensemble
+    with test-time augmentation: better, several times slower; for photos and evaluation)."""
     out: dict[str, Path] = {}
     shipped = shipped_model()
     if shipped is not None:
-        out[f"shipped ({shipped.name})"] = shipped
+        out[f"fast ({shipped.name})"] = shipped
+    accurate = MODELS_DIR / "accurate" / "manifest.json"
+    if accurate.exists():
+        out["accurate (ensemble + TTA)"] = accurate
+    return out
+
+
+def available_models(runs_dir: str | Path | None = None) -> dict[str, Path]:
+    """Models the user can pick, label → file: the shipped tiers, then each run's export (or checkpoint)."""
+    out = tiers()
     for run in runs.list_runs(runs_dir):
         for rel in RUN_MODEL_FILES:
             if (run / rel).exists():

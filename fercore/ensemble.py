@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from fercore.classify import MODELS_DIR, Backend, default_model_path, load_backend
+from fercore.calibration import load_temperature
+from fercore.classify import MODELS_DIR, Backend, EmotionClassifier, default_model_path, load_backend
 from fercore.labels import NUM_CLASSES
 from fercore.preprocess import FACE_SIZE
 
@@ -148,3 +149,10 @@ def load_tier(name_or_path: str | Path | None = None) -> Backend:
     manifest = read_manifest(path)
     members = [load_backend(path.parent / m["file"]) for m in manifest["members"]]
     return EnsembleBackend(members, tta=manifest.get("tta", False))
+
+
+def load_classifier(name_or_path: str | Path | None = None) -> EmotionClassifier:
+    """An ``EmotionClassifier`` for a tier name ("fast", "accurate"), a tier folder or a model file,
+    with the temperature saved for it."""
+    path = resolve_tier(name_or_path)
+    return EmotionClassifier(backend=load_tier(path), temperature=load_temperature(path))

@@ -18,6 +18,7 @@ import numpy as np
 from fercore.classify import EmotionClassifier
 from fercore.detectors import DEFAULT_DETECTOR, FaceDetector, check_image, make_detector, make_stream_detector
 from fercore.draw import annotate
+from fercore.ensemble import load_classifier
 from fercore.image import ImageSource, fit_within, load_image, to_gray
 from fercore.preprocess import crop_faces
 from fercore.track import FaceTracker
@@ -39,7 +40,7 @@ class FramePipeline:
 
     ``detector``: a ``FaceDetector`` or a detector name (``stream=True`` builds the name's stream
     variant: Haar then follows faces between full scans). ``classifier``: an ``EmotionClassifier``,
-    a model path, or None for the shipped model. ``tracker``: a ``FaceTracker`` (or True for a new
+    a tier name ("fast", "accurate"), a model path, or None for the shipped model. ``tracker``: a ``FaceTracker`` (or True for a new
     one) gives stable ids and smoothed scores across frames. ``adjust`` post-processes the tracked
     faces (e.g. a personal calibration) before ``draw`` returns an annotated copy.
     Frames whose longer side exceeds ``max_side`` are downscaled for detection only: boxes come back
@@ -66,7 +67,7 @@ class FramePipeline:
             detector = build(detector or DEFAULT_DETECTOR)
         self.detector: FaceDetector = detector
         if not isinstance(classifier, EmotionClassifier):
-            classifier = EmotionClassifier(classifier)
+            classifier = load_classifier(classifier)
         self.classifier = classifier
         self.tracker: FaceTracker | None = FaceTracker() if tracker is True else (tracker or None)
         self.drawer: Drawer | None = annotate if draw is True else (draw or None)

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
+import common
 import numpy as np
 import streamlit as st
 
-import common
 from fercore import locations
 from fercore.labels import COLORS_HEX, EMOTIONS
 from fercore.types import DataError

@@ -1,8 +1,8 @@
 """Home: what the toolkit does, the shipped model's card, and where the dataset is (or how to get it)."""
 
+import common
 import streamlit as st
 
-import common
 from fercore import catalog, locations
 from fercore.classify import MODELS_DIR
 from fercore.labels import COLORS_HEX, EMOTIONS

@@ -18,6 +18,8 @@ st.title("Photo")
 model = common.require_model()
 c1, c2, c3 = st.columns([1, 2, 2])
 detector = common.detector_select("photo_detector", c1)
+if model is not None:
+    model = common.tier_select("photo_model", c1)
 uploads = c2.file_uploader(
     "Upload photos or zips of photos",
     type=[*common.IMAGE_TYPES, "zip"],

@@ -28,6 +28,7 @@ if model is None:
     st.stop()
 
 from fercore.batch import ProgressClock  # noqa: E402
+from fercore.classify import stream_model_path  # noqa: E402
 from fercore.highlights import video_highlights  # noqa: E402
 from fercore.pipeline import FramePipeline  # noqa: E402
 from fercore.video import process_video  # noqa: E402
@@ -48,7 +49,8 @@ if result is None or result["job"] != job:
         with tempfile.TemporaryDirectory(prefix="fer-video-") as tmp:
             src = Path(tmp) / ("input" + (Path(upload.name).suffix or ".mp4"))
             src.write_bytes(data)
-            pipeline = FramePipeline(detector, common.get_classifier(str(model)), stream=True, tracker=True, draw=True)
+            classifier = common.get_classifier(str(stream_model_path()))  # the int8 twin when shipped
+            pipeline = FramePipeline(detector, classifier, stream=True, tracker=True, draw=True)
             res = process_video(
                 src,
                 Path(tmp) / "annotated.mp4",

@@ -13,6 +13,7 @@ import plotly.express as px
 import streamlit as st
 
 from fercore.baseline import NEUTRAL_TARGET
+from fercore.classify import stream_model_path
 from fercore.image import encode_png
 from fercore.labels import COLORS_HEX, EMOTIONS
 from fercore.live import MAX_RECORD_SECONDS, LiveHistory, LiveSession, parse_ice_servers
@@ -39,7 +40,8 @@ except ValueError as exc:
 from streamlit_webrtc import WebRtcMode, webrtc_streamer  # noqa: E402
 
 if "webcam_live" not in st.session_state:
-    st.session_state["webcam_live"] = LiveSession(common.get_classifier(str(model)), detector)
+    # the int8 twin of the shipped model when there is one: same top-1, 2–4× the throughput
+    st.session_state["webcam_live"] = LiveSession(common.get_classifier(str(stream_model_path())), detector)
 live: LiveSession = st.session_state["webcam_live"]
 live.use_detector(detector)
 
