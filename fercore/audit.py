@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -254,18 +255,24 @@ def save_proba(path: str | os.PathLike[str], dataset: Dataset, proba: np.ndarray
             writer.writerow([ident, row if row >= 0 else "", *(f"{v:.6g}" for v in p)])
 
 
-def write_relabel(suspects: list[Suspect], path: str | os.PathLike[str]) -> int:
-    """Write ``row,old_label,new_label`` (emotion names) for the suspects; returns the number of lines.
+def relabel_csv(suspects: list[Suspect]) -> str:
+    """``row,old_label,new_label`` (emotion names) for the suspects, as CSV text.
 
     Rows, not file names, identify faces so the file applies to the CSV and the folder layouts alike."""
     rowless = sum(s.row is None for s in suspects)
     if rowless:
         raise DataError(f"{rowless} suspects have no FER2013 row (file names are not NNNNN.png): cannot relabel")
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(RELABEL_COLUMNS)
-        for s in sorted(suspects, key=lambda s: s.row or 0):
-            writer.writerow([s.row, s.label, s.suggested])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(RELABEL_COLUMNS)
+    for s in sorted(suspects, key=lambda s: s.row or 0):
+        writer.writerow([s.row, s.label, s.suggested])
+    return buf.getvalue()
+
+
+def write_relabel(suspects: list[Suspect], path: str | os.PathLike[str]) -> int:
+    """Write ``relabel_csv(suspects)`` to ``path``; returns the number of lines."""
+    Path(path).write_text(relabel_csv(suspects), encoding="utf-8")
     return len(suspects)
 
 

@@ -149,3 +149,12 @@ def photos_dir() -> Path | None:
     """The sample photos beside the shared data (``<shared data>/photos``), None if absent."""
     p = shared_data_dir() / "photos"
     return p if p.is_dir() else None
+
+
+def find_votes(dataset_path: str | os.PathLike[str]) -> Path | None:
+    """``ferplus_votes.csv`` inside a dataset folder or beside a dataset file, if it is within the data roots."""
+    path = Path(dataset_path)
+    for candidate in (path / "ferplus_votes.csv", path.parent / "ferplus_votes.csv"):
+        if within_data_roots(candidate) and candidate.is_file():
+            return candidate
+    return None

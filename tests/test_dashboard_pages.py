@@ -171,7 +171,7 @@ def test_dataset_page_charts_samples_and_paging(class_folder, monkeypatch):
     at = open_page("dataset")
     assert not errors(at)
     assert [m.value for m in at.metric if m.label == "Images"] == ["175"]
-    assert len(at.tabs) == 6
+    assert len(at.tabs) == 7
     assert len(plotly_charts(at)) >= 2  # counts and intensities
     assert len(at.image) > 10  # sample grid, mean faces, duplicates/blank thumbnails
     pag = at.get("pagination")
@@ -179,6 +179,27 @@ def test_dataset_page_charts_samples_and_paging(class_folder, monkeypatch):
     at.selectbox(key="sample_class").set_value("angry").run()
     assert_ok(at)
     assert "Duplicate groups" in [m.label for m in at.metric]
+
+
+@requires_default_model
+def test_dataset_label_noise_finder_with_the_model_rule(class_folder, monkeypatch):
+    """The Label noise tab: the shipped model's confident disagreements, filter by class pair, relabel CSV."""
+    monkeypatch.setenv("FER_DATA", str(class_folder))
+    at = open_page("dataset")
+    at.multiselect(key="noise_rules").set_value(["shipped model"]).run()
+    at.button(key="noise_go").click().run()
+    assert_ok(at)
+    assert not errors(at)
+    suspects = int([m.value for m in at.metric if m.label == "Suspects"][0])
+    assert [m.value for m in at.metric if m.label == "Faces audited"] == ["175"]
+    assert suspects > 0  # generated bars are no faces: the model disagrees confidently with many labels
+    pair = at.selectbox(key="noise_pair").options[1].split(":")[0]
+    at.selectbox(key="noise_pair").set_value(pair).run()
+    assert_ok(at)
+    shown = [c.value for c in at.caption if "suspects (label → suggested" in c.value]
+    assert shown and 0 < int(shown[0].split()[0].replace(",", "")) < suspects  # only that class pair
+    csv = next(d for d in at.get("download_button") if d.label == "Relabel file (CSV)")
+    assert csv.proto.url
 
 
 @pytest.mark.data
