@@ -260,6 +260,9 @@ async def metric(page, label: str) -> str:
 
 async def photo_task(page, url: str, upload: Path, out: Outcome, timeout: float) -> None:
     out.open_s = await open_page(page, f"{url}/photo", timeout)
+    if errors := await error_texts(page):  # a broken page: no need to wait for its widgets
+        out.error = "on opening: " + "; ".join(errors)
+        return
     found = page.get_by_text(re.compile(r"\d+ face\(s\) found"))
     out.action_at = time.perf_counter()
     await page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(upload))
@@ -282,6 +285,9 @@ async def photo_task(page, url: str, upload: Path, out: Outcome, timeout: float)
 
 async def evaluate_task(page, url: str, limit: int, out: Outcome, timeout: float) -> None:
     out.open_s = await open_page(page, f"{url}/evaluate", timeout)
+    if errors := await error_texts(page):  # a broken page: no need to wait for its widgets
+        out.error = "on opening: " + "; ".join(errors)
+        return
     box = page.get_by_label("Images (0 = all)", exact=True).and_(page.locator("input"))
     await box.fill(str(limit))
     await box.press("Enter")
@@ -307,6 +313,9 @@ async def evaluate_task(page, url: str, limit: int, out: Outcome, timeout: float
 
 async def video_task(page, url: str, clip: Path, out: Outcome, timeout: float) -> None:
     out.open_s = await open_page(page, f"{url}/video", timeout)
+    if errors := await error_texts(page):  # a broken page: no need to wait for its widgets
+        out.error = "on opening: " + "; ".join(errors)
+        return
     out.action_at = time.perf_counter()
     await page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(clip))
     done = page.get_by_role("button", name="Per-frame CSV")
