@@ -14,7 +14,8 @@ from fercore.train import Augment, TrainConfig, form_config, init_from_choices, 
 st.title("Train")
 RUNS = common.runs_dir()
 OPTIONS = options(TrainConfig)
-FORM_ROWS = [["model", "epochs", "batch_size", "lr"], ["optimizer", "schedule", "label_smoothing", "subset"]]
+FORM = ["model", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing", "subset"]
+FORM += ["warmup_epochs", "weight_decay", "export_checkpoint", "class_weights"]
 
 
 def field_widget(where, name: str):
@@ -87,10 +88,9 @@ with st.expander("New training run", expanded=active is None):
     starts = init_from_choices(RUNS)
     with st.form("train_form"):
         data = st.text_input("Dataset", str(locations.find_dataset() or ""), key="train_data", help=common.ROOTS_HELP)
-        values = {n: field_widget(col, n) for row in FORM_ROWS for col, n in zip(st.columns(4), row, strict=True)}
-        a, b = st.columns([1, 3])
-        values["class_weights"] = field_widget(a, "class_weights")
-        start = b.selectbox(OPTIONS["init_from"].label, list(starts), key="train_init", help=OPTIONS["init_from"].help)
+        cols = [c for _ in FORM[::4] for c in st.columns(4)]  # four settings per row
+        values = {name: field_widget(col, name) for col, name in zip(cols, FORM, strict=True)}
+        start = st.selectbox(OPTIONS["init_from"].label, list(starts), key="train_init", help=OPTIONS["init_from"].help)
         st.caption("Augmentation")
         augment = {
             f.name: col.checkbox(f.metadata["label"], f.name != "mixup", key=f"train_aug_{f.name}")

@@ -69,14 +69,14 @@ class TrainConfig:
     batch_size: int = _opt(128, "images per step", "Batch size", minimum=1, maximum=4096)
     optimizer: str = _opt("sgd", "sgd is Nesterov momentum 0.9", "Optimizer", OPTIMIZERS)
     lr: float = _opt(0.04, "peak learning rate", "Learning rate", minimum=1e-6, maximum=1.0)
-    weight_decay: float = _opt(5e-4, "decoupled weight decay (sgd, adamw)", "Weight decay")
+    weight_decay: float = _opt(5e-4, "decoupled weight decay (sgd, adamw)", "Weight decay", minimum=0.0, maximum=1.0)
     schedule: str = _opt(
         "onecycle",
         "onecycle/cosine: warm-up then cosine to 1e-3/1e-2 of lr; plateau: halve on a val_loss plateau",
         "LR schedule",
         SCHEDULES,
     )
-    warmup_epochs: float = _opt(2.0, "linear warm-up from lr/10", "Warm-up epochs")
+    warmup_epochs: float = _opt(2.0, "linear warm-up from lr/10", "Warm-up epochs", minimum=0.0, maximum=100.0)
     label_smoothing: float = _opt(
         0.1, "label smoothing of the cross-entropy", "Label smoothing", minimum=0.0, maximum=0.5
     )
