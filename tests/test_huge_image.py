@@ -194,12 +194,6 @@ def test_196_megapixel_photo_within_memory_budget(huge_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="cv2.imdecode returns a Mat allocated by OpenCV, which the Python binding copies into a new numpy "
-    "array: two full-size RGB buffers at the peak (OpenCV 4.14: 1.12 GB for 196 MP). cv2.imread(path, None, flags) "
-    "decodes straight into numpy memory (peak 0.56 GB); proposed for fercore/image.py _decode_with_opencv",
-)
 def test_196_megapixel_decode_holds_one_full_size_rgb_buffer(huge_run):
     """The peak is about one RGB image + its gray copy (+ small change), not two RGB images."""
     out = huge_run
