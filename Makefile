@@ -1,4 +1,4 @@
-# Two commands: `make run` (the dashboard) and `make test` (every test). Both create .venv when missing.
+# Two commands: `make run` (the dashboard) and `make test` (lint, types and every test). Both create .venv when missing.
 .PHONY: run test bench setup
 
 setup:
@@ -9,6 +9,9 @@ run: setup
 
 test:
 	@bash scripts/bootstrap.sh --browser
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q -ra
 
 bench: setup

@@ -154,25 +154,43 @@ def report(label: str, stats: dict[str, list[float]], found: list[int]) -> float
     p50, p95 = percentiles(stats["wall"])
     cpu = float(np.median(stats["cpu"]))
     det, cls = float(np.median(stats["detect"])), float(np.median(stats["classify"]))
-    print(f"  {label:<27} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  cpu {cpu:7.2f} ms  "
-          f"(detect {det:.2f} + classify {cls:.2f} ms p50)  faces found per frame {found}")
+    print(
+        f"  {label:<27} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  cpu {cpu:7.2f} ms  "
+        f"(detect {det:.2f} + classify {cls:.2f} ms p50)  faces found per frame {found}"
+    )
     return p50
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--detectors", default="blaze,haar,mtcnn",
-                   help="comma-separated: blaze, blaze-short, haar, mtcnn, haar-legacy")
+    p.add_argument(
+        "--detectors", default="blaze,haar,mtcnn", help="comma-separated: blaze, blaze-short, haar, mtcnn, haar-legacy"
+    )
     p.add_argument("--legacy", action="store_true", help="also run haar-legacy (the settings before min_face)")
     p.add_argument("--repeat", type=int, default=60, help="passes over the frames (MTCNN: a tenth)")
     p.add_argument("--model", help="classifier model (default: $FER_MODEL or models/model.tflite)")
     p.add_argument("--photos", default=str(PHOTOS))
-    p.add_argument("--cv-threads", type=int, default=None, metavar="N",
-                   help="cv2.setNumThreads(N) before timing (default: OpenCV's own choice)")
-    p.add_argument("--fer-reference", type=float, default=62.0, metavar="MS",
-                   help="fer's ms per frame quoted when the package is not importable (issue: 62)")
-    p.add_argument("--min-faces", type=lambda t: [float(v) for v in t.split(",") if v], default=[],
-                   metavar="F,F", help="also time Haar at these min_face values (e.g. 0.15,0.05)")
+    p.add_argument(
+        "--cv-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cv2.setNumThreads(N) before timing (default: OpenCV's own choice)",
+    )
+    p.add_argument(
+        "--fer-reference",
+        type=float,
+        default=62.0,
+        metavar="MS",
+        help="fer's ms per frame quoted when the package is not importable (issue: 62)",
+    )
+    p.add_argument(
+        "--min-faces",
+        type=lambda t: [float(v) for v in t.split(",") if v],
+        default=[],
+        metavar="F,F",
+        help="also time Haar at these min_face values (e.g. 0.15,0.05)",
+    )
     args = p.parse_args(argv)
 
     import cv2
@@ -196,9 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
     if args.legacy and "haar-legacy" not in detectors:
         detectors.insert(detectors.index("haar") + 1 if "haar" in detectors else 0, "haar-legacy")
-    print(f"frame latency, {FRAME_W}x{FRAME_H}, decode excluded; model {model.name} ({model.parent}); "
-          f"{os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.2f}, OpenCV {cv2.__version__} "
-          f"with {cv2.getNumThreads()} threads")
+    print(
+        f"frame latency, {FRAME_W}x{FRAME_H}, decode excluded; model {model.name} ({model.parent}); "
+        f"{os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.2f}, OpenCV {cv2.__version__} "
+        f"with {cv2.getNumThreads()} threads"
+    )
     print(f"one-face frames: {', '.join(ONE_FACE)}; six-face frame: {SIX_FACES}")
     p50_haar = None
     for name in detectors:
@@ -236,9 +256,11 @@ def bench_detector(name: str, classifier, one, six, repeat: int) -> float:
     for label, frames in (("1 face", one), ("6 faces", six)):
         ms, found = time_stream(tracking, frames, passes)
         s50, s95 = percentiles(ms)
-        print(f"  {'stream (tracking), ' + label:<27} p50 {s50:7.2f} ms  p95 {s95:7.2f} ms  "
-              f"mean {np.mean(ms):7.2f} ms  (full scan every {STREAM_FULL_EVERY}th frame)  "
-              f"faces found per frame {np.mean(found):.2f} mean")
+        print(
+            f"  {'stream (tracking), ' + label:<27} p50 {s50:7.2f} ms  p95 {s95:7.2f} ms  "
+            f"mean {np.mean(ms):7.2f} ms  (full scan every {STREAM_FULL_EVERY}th frame)  "
+            f"faces found per frame {np.mean(found):.2f} mean"
+        )
     return p50
 
 
@@ -251,8 +273,10 @@ def bench_min_face(fraction: float, classifier, one, six, repeat: int) -> None:
     stats = time_predictor(predictor, one, max(2, repeat // 3))
     p50, p95 = percentiles(stats["wall"])
     found = [len(predictor.predict(f)) for f in one + six]
-    print(f"  haar min_face {fraction:<5} single frame, 1 face: p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
-          f"cpu {float(np.median(stats['cpu'])):7.2f} ms  faces found per frame {found}")
+    print(
+        f"  haar min_face {fraction:<5} single frame, 1 face: p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
+        f"cpu {float(np.median(stats['cpu'])):7.2f} ms  faces found per frame {found}"
+    )
 
 
 def bench_fer(one, repeat: int, p50_haar: float | None, reference: float) -> None:

@@ -67,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  first load (empty cache): {cold:7.2f} s ({cold_cpu:.2f} s CPU)")
     best = min(cached)
     verdict = "ok" if best < CACHED_LIMIT_S else "NOT MET"
-    print(f"  cached load:              {best:7.2f} s best of {len(cached)} "
-          f"({', '.join(f'{c:.2f}' for c in cached)}); cache {size / 1e6:.0f} MB; "
-          f"acceptance < {CACHED_LIMIT_S:g} s: {verdict}")
+    print(
+        f"  cached load:              {best:7.2f} s best of {len(cached)} "
+        f"({', '.join(f'{c:.2f}' for c in cached)}); cache {size / 1e6:.0f} MB; "
+        f"acceptance < {CACHED_LIMIT_S:g} s: {verdict}"
+    )
     if src.is_dir() and args.decode > 0:
         decode_costs(src, args.decode)
     return 0
@@ -98,8 +100,11 @@ def decode_costs(root: Path, n: int) -> None:
             best = min(best, (time.process_time() - c0) / len(paths))
         costs[name] = best
     ratio = costs["fercore.image"] / costs["OpenCV grayscale only"]
-    print(f"  decode one file ({len(blobs)} files, CPU, best of 3): "
-          + "; ".join(f"{k} {v * 1e6:.0f} µs" for k, v in costs.items()) + f"; ratio {ratio:.2f}")
+    print(
+        f"  decode one file ({len(blobs)} files, CPU, best of 3): "
+        + "; ".join(f"{k} {v * 1e6:.0f} µs" for k, v in costs.items())
+        + f"; ratio {ratio:.2f}"
+    )
 
 
 if __name__ == "__main__":

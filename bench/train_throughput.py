@@ -51,12 +51,28 @@ def generated_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     for i in range(n):
         img = rng.integers(20, 90, (48, 48)).astype(np.uint8)
         cx, cy = 24 + rng.integers(-3, 4), 24 + rng.integers(-3, 4)
-        cv2.ellipse(img, (int(cx), int(cy)), (int(rng.integers(14, 19)), int(rng.integers(18, 23))), 0, 0, 360,
-                    int(rng.integers(130, 220)), -1)
+        cv2.ellipse(
+            img,
+            (int(cx), int(cy)),
+            (int(rng.integers(14, 19)), int(rng.integers(18, 23))),
+            0,
+            0,
+            360,
+            int(rng.integers(130, 220)),
+            -1,
+        )
         for dx in (-7, 7):
             cv2.circle(img, (int(cx + dx), int(cy - 5)), 2, int(rng.integers(0, 60)), -1)
-        cv2.ellipse(img, (int(cx), int(cy + 9)), (int(rng.integers(3, 9)), int(rng.integers(1, 5))), 0, 0, 360,
-                    int(rng.integers(0, 80)), -1)
+        cv2.ellipse(
+            img,
+            (int(cx), int(cy + 9)),
+            (int(rng.integers(3, 9)), int(rng.integers(1, 5))),
+            0,
+            0,
+            360,
+            int(rng.integers(0, 80)),
+            -1,
+        )
         images[i] = img
     return images, np.arange(n) % 7
 
@@ -166,9 +182,15 @@ def bench_seed(images, labels, folder: Path | None, steps: int, warmup: int) -> 
     gen = ImageDataGenerator(horizontal_flip=True)
     if folder is not None:
         classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
-        flow = gen.flow_from_directory(str(folder), target_size=(48, 48), color_mode="grayscale",
-                                       batch_size=SEED_BATCH, class_mode="categorical", shuffle=True,
-                                       classes=classes)
+        flow = gen.flow_from_directory(
+            str(folder),
+            target_size=(48, 48),
+            color_mode="grayscale",
+            batch_size=SEED_BATCH,
+            class_mode="categorical",
+            shuffle=True,
+            classes=classes,
+        )
         how = f"flow_from_directory({folder}) decoding PNGs per batch"
         if len(classes) != NUM_CLASSES:
             how += f" ({len(classes)} class folders)"
@@ -202,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     images, labels, what, folder = load_images(Path(args.data), args.generated)
     import tensorflow as tf
 
-    print(f"training throughput: {what}; {os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.2f}, "
-          f"TF {tf.__version__}; {args.steps} timed steps after {args.warmup} warm-up steps")
+    print(
+        f"training throughput: {what}; {os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.2f}, "
+        f"TF {tf.__version__}; {args.steps} timed steps after {args.warmup} warm-up steps"
+    )
     results: dict[str, tuple[float, float]] = {}
     t0 = time.perf_counter()
     rounds = bench_ours(config, images, labels, args.steps, args.warmup, only, args.rounds)
@@ -216,17 +240,23 @@ def main(argv: list[str] | None = None) -> int:
 
     if "a" in results:
         ips, ms = results["a"]
-        print(f"  (a) our pipeline + {config.model} (batch {config.batch_size}, augment {aug}): "
-              f"{ips:8.1f} images/s  ({ms:.0f} ms/step p50){each('a')}")
+        print(
+            f"  (a) our pipeline + {config.model} (batch {config.batch_size}, augment {aug}): "
+            f"{ips:8.1f} images/s  ({ms:.0f} ms/step p50){each('a')}"
+        )
     if "b" in results:
         ips, ms = results["b"]
-        print(f"  (b) {config.model} on in-memory float batches (batch {config.batch_size}, no augmentation): "
-              f"{ips:8.1f} images/s  ({ms:.0f} ms/step p50){each('b')}")
+        print(
+            f"  (b) {config.model} on in-memory float batches (batch {config.batch_size}, no augmentation): "
+            f"{ips:8.1f} images/s  ({ms:.0f} ms/step p50){each('b')}"
+        )
     if "c" in only:
         results["c"], how = bench_seed(images, labels, folder, args.steps, args.warmup)
         ips, ms = results["c"]
-        print(f"  (c) seed: ImageDataGenerator(horizontal_flip) {how} + coursera "
-              f"(batch {SEED_BATCH}, Adam {SEED_LR:g}): {ips:8.1f} images/s  ({ms:.0f} ms/step p50)")
+        print(
+            f"  (c) seed: ImageDataGenerator(horizontal_flip) {how} + coursera "
+            f"(batch {SEED_BATCH}, Adam {SEED_LR:g}): {ips:8.1f} images/s  ({ms:.0f} ms/step p50)"
+        )
     if "a" in results and "b" in results:
         ratio = results["a"][0] / results["b"][0]
         print(f"  a/b = {ratio:.3f}  (pipeline overhead; acceptance >= 0.9: {'ok' if ratio >= 0.9 else 'NOT MET'})")

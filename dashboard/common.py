@@ -112,9 +112,13 @@ def require_model() -> Path | None:
 def tier_select(key: str, where: Any = st) -> Path:
     """The shipped tier to use (fast, or accurate when installed)."""
     options = catalog.tiers()
-    label = where.selectbox("Model", list(options), key=key, disabled=len(options) < 2,
-                            help="fast: one network; accurate: an ensemble with test-time augmentation "
-                            "(better, several times slower)")
+    label = where.selectbox(
+        "Model",
+        list(options),
+        key=key,
+        disabled=len(options) < 2,
+        help="fast: one network; accurate: an ensemble with test-time augmentation (better, several times slower)",
+    )
     return options[label]
 
 

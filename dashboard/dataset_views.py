@@ -52,14 +52,21 @@ def paged_grid(images: np.ndarray, idx: np.ndarray, captions: list[str], key: st
     page = st.pagination(n_pages, key=key)
     lo = (page - 1) * per_page
     st.caption(f"{len(idx):,} {what} · page {page} of {n_pages}")
-    common.face_grid(images[idx[lo:lo + per_page]], captions[lo:lo + per_page], cols=12, width=64)
+    common.face_grid(images[idx[lo : lo + per_page]], captions[lo : lo + per_page], cols=12, width=64)
 
 
 def counts(ds: Any, key: str) -> None:
     table = _counts(ds, key)
     long = table.reset_index().melt(id_vars="split", var_name="emotion", value_name="images")
-    fig = px.bar(long, x="emotion", y="images", color="split", barmode="group",
-                 category_orders={"emotion": list(EMOTIONS)}, title="Images per class and split")
+    fig = px.bar(
+        long,
+        x="emotion",
+        y="images",
+        color="split",
+        barmode="group",
+        category_orders={"emotion": list(EMOTIONS)},
+        title="Images per class and split",
+    )
     st.plotly_chart(fig, key="counts_chart")
     table = table.copy()
     table["total"] = table.sum(axis=1)
@@ -77,8 +84,13 @@ def samples(ds: Any, split_choices: list[str]) -> None:
     if len(idx) == 0:
         st.info(f"No {emotion} images in this split.")
         return
-    paged_grid(ds.images, idx, [Path(str(ds.ids[i])).stem[:12] for i in idx], f"sample_page_{emotion}_{split}",
-               f"{emotion} images")
+    paged_grid(
+        ds.images,
+        idx,
+        [Path(str(ds.ids[i])).stem[:12] for i in idx],
+        f"sample_page_{emotion}_{split}",
+        f"{emotion} images",
+    )
 
 
 def means(ds: Any, key: str, split_choices: list[str]) -> None:
@@ -91,8 +103,9 @@ def means(ds: Any, key: str, split_choices: list[str]) -> None:
 def intensities(ds: Any, key: str) -> None:
     hist = _hist(ds, key)
     ycol = "share" if "share" in hist.columns else "count"
-    st.plotly_chart(px.line(hist, x="intensity", y=ycol, color="split", title="Pixel intensity distribution"),
-                    key="hist_chart")
+    st.plotly_chart(
+        px.line(hist, x="intensity", y=ycol, color="split", title="Pixel intensity distribution"), key="hist_chart"
+    )
 
 
 def quality(ds: Any, key: str) -> None:
@@ -111,8 +124,9 @@ def quality(ds: Any, key: str) -> None:
         elif show == "across splits":
             groups = [g for g in groups if len(set(ds.splits[g].tolist())) > 1]
         for g in groups[:12]:
-            common.face_grid(ds.images[g][:8], [f"{ds.splits[i]} · {EMOTIONS[ds.labels[i]]}" for i in g[:8]],
-                             cols=8, width=72)
+            common.face_grid(
+                ds.images[g][:8], [f"{ds.splits[i]} · {EMOTIONS[ds.labels[i]]}" for i in g[:8]], cols=8, width=72
+            )
         if len(groups) > 12:
             st.caption(f"…and {len(groups) - 12} more groups (all in the table below)")
         st.dataframe(dups.table, hide_index=True, height=240)
@@ -120,16 +134,22 @@ def quality(ds: Any, key: str) -> None:
         st.success("No exact duplicates.")
     st.subheader("Blank images")
     if len(blanks):
-        common.face_grid(ds.images[blanks[:24]], [f"{ds.splits[i]} · {EMOTIONS[ds.labels[i]]}" for i in blanks[:24]],
-                         cols=12, width=64)
+        common.face_grid(
+            ds.images[blanks[:24]],
+            [f"{ds.splits[i]} · {EMOTIONS[ds.labels[i]]}" for i in blanks[:24]],
+            cols=12,
+            width=64,
+        )
     else:
         st.success("No blank images.")
 
 
 def ferplus(ds: Any, key: str, votes_path: Path | None) -> None:
     if votes_path is None:
-        st.info("No FER+ votes found (a `ferplus_votes.csv` beside or inside the dataset folder). "
-                "FER+ (Barsoum et al., 2016) re-labelled every FER2013 image with 10 annotators.")
+        st.info(
+            "No FER+ votes found (a `ferplus_votes.csv` beside or inside the dataset folder). "
+            "FER+ (Barsoum et al., 2016) re-labelled every FER2013 image with 10 annotators."
+        )
         return
     try:
         agree = _ferplus(ds, key, str(votes_path))
@@ -141,8 +161,15 @@ def ferplus(ds: Any, key: str, votes_path: Path | None) -> None:
     if valid.empty:
         st.info("No image of this dataset has FER+ votes (votes are matched by CSV row).")
     else:
-        fig = px.bar(valid, x="emotion", y="agree", color="emotion", color_discrete_map=COLORS_HEX, range_y=[0, 1],
-                     title="FER+ majority agrees with the FER2013 label")
+        fig = px.bar(
+            valid,
+            x="emotion",
+            y="agree",
+            color="emotion",
+            color_discrete_map=COLORS_HEX,
+            range_y=[0, 1],
+            title="FER+ majority agrees with the FER2013 label",
+        )
         fig.update_layout(yaxis_tickformat=".0%", showlegend=False)
         st.plotly_chart(fig, key="ferplus_chart")
     st.dataframe(agree, hide_index=True)
@@ -153,13 +180,20 @@ def label_noise(ds: Any, key: str, votes_path: Path | None, split_choices: list[
     from fercore.audit import audit, relabel_csv
     from fercore.ferplus import align_votes, load_ferplus_votes
 
-    st.caption("Faces whose FER2013 label the FER+ annotators' majority or the shipped model (confidently) "
-               "disagree with. Export the ones you accept as `row,old_label,new_label` for "
-               "`python -m training.train --relabel FILE` (same as `python -m training.audit`).")
+    st.caption(
+        "Faces whose FER2013 label the FER+ annotators' majority or the shipped model (confidently) "
+        "disagree with. Export the ones you accept as `row,old_label,new_label` for "
+        "`python -m training.train --relabel FILE` (same as `python -m training.audit`)."
+    )
     a1, a2, a3 = st.columns([1, 2, 1])
     split = a1.selectbox("Split", split_choices, key="noise_split")
-    rules = a2.multiselect("Rules", ["FER+ votes", "shipped model"], default=["FER+ votes"], key="noise_rules",
-                           help="the model rule classifies every face of the split (about a minute per 10,000)")
+    rules = a2.multiselect(
+        "Rules",
+        ["FER+ votes", "shipped model"],
+        default=["FER+ votes"],
+        key="noise_rules",
+        help="the model rule classifies every face of the split (about a minute per 10,000)",
+    )
     job = (key, split, tuple(rules))
     if a3.button("Find suspects", key="noise_go", type="primary"):
         sub = ds if split == "all" else ds.split(split)
@@ -183,16 +217,25 @@ def label_noise(ds: Any, key: str, votes_path: Path | None, split_choices: list[
     m2.metric("Suspects", f"{len(result.suspects):,}")
     m3.metric("No clear FER+ majority", f"{result.excluded_no_majority:,}")
     pairs = result.by_pair()
-    pair = st.selectbox("Class pair (label → suggested)", ["all", *pairs], key="noise_pair",
-                        format_func=lambda p: p if p == "all" else f"{p}: {pairs[p]}")
+    pair = st.selectbox(
+        "Class pair (label → suggested)",
+        ["all", *pairs],
+        key="noise_pair",
+        format_func=lambda p: p if p == "all" else f"{p}: {pairs[p]}",
+    )
     chosen = [s for s in result.suspects if pair == "all" or f"{s.label}->{s.suggested}" == pair]
-    paged_grid(sub.images, np.array([s.index for s in chosen], dtype=int),
-               [f"{s.label}→{s.suggested} {s.confidence:.0%} {s.reason}" for s in chosen], f"noise_page_{pair}",
-               "suspects (label → suggested, confidence, rule)")
+    paged_grid(
+        sub.images,
+        np.array([s.index for s in chosen], dtype=int),
+        [f"{s.label}→{s.suggested} {s.confidence:.0%} {s.reason}" for s in chosen],
+        f"noise_page_{pair}",
+        "suspects (label → suggested, confidence, rule)",
+    )
     try:
         relabel = relabel_csv(chosen)
     except DataError as exc:  # faces without a FER2013 row (not NNNNN.png files)
         st.caption(f"No relabel file: {exc}")
         return
-    st.download_button("Relabel file (CSV)", relabel, "relabel.csv", "text/csv", key="noise_csv",
-                       icon=":material/download:")
+    st.download_button(
+        "Relabel file (CSV)", relabel, "relabel.csv", "text/csv", key="noise_csv", icon=":material/download:"
+    )

@@ -21,24 +21,44 @@ def confusion(cm: Any, title: str, key: str, normalize: bool, diverging: bool = 
     if normalize and not diverging:
         z = z / np.maximum(z.sum(axis=1, keepdims=True), 1)
     scale = "RdBu" if diverging else "Blues"
-    fig = px.imshow(z, x=list(EMOTIONS), y=list(EMOTIONS), color_continuous_scale=scale,
-                    color_continuous_midpoint=0 if diverging else None,
-                    text_auto=".0%" if normalize or diverging else "d",
-                    labels=dict(x="predicted", y="true", color=""), title=title, aspect="equal")
+    fig = px.imshow(
+        z,
+        x=list(EMOTIONS),
+        y=list(EMOTIONS),
+        color_continuous_scale=scale,
+        color_continuous_midpoint=0 if diverging else None,
+        text_auto=".0%" if normalize or diverging else "d",
+        labels=dict(x="predicted", y="true", color=""),
+        title=title,
+        aspect="equal",
+    )
     st.plotly_chart(fig, key=key)
 
 
 def reliability_chart(proba: np.ndarray, y_true: np.ndarray, ece_value: float, key: str) -> None:
     """Accuracy against confidence per bin; the diagonal is perfect calibration."""
     bins = [b for b in reliability(proba, y_true, 15) if b["count"]]
-    fig = go.Figure([
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), name="perfect"),
-        go.Scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
-                   marker=dict(size=[4 + 20 * np.sqrt(b["count"] / len(y_true)) for b in bins]), name="model",
-                   text=[f"{b['count']} faces" for b in bins]),
-    ])
-    fig.update_layout(title=f"Reliability (ECE {ece_value:.3f})", xaxis_title="confidence",
-                      yaxis_title="accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1], height=380)
+    fig = go.Figure(
+        [
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), name="perfect"),
+            go.Scatter(
+                x=[b["confidence"] for b in bins],
+                y=[b["accuracy"] for b in bins],
+                mode="lines+markers",
+                marker=dict(size=[4 + 20 * np.sqrt(b["count"] / len(y_true)) for b in bins]),
+                name="model",
+                text=[f"{b['count']} faces" for b in bins],
+            ),
+        ]
+    )
+    fig.update_layout(
+        title=f"Reliability (ECE {ece_value:.3f})",
+        xaxis_title="confidence",
+        yaxis_title="accuracy",
+        xaxis_range=[0, 1],
+        yaxis_range=[0, 1],
+        height=380,
+    )
     st.plotly_chart(fig, key=key)
 
 
@@ -57,8 +77,13 @@ def mistakes(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, proba: 
     if pred_f != "any":
         sel = sel[y_pred[sel] == EMOTIONS.index(pred_f)]
     sel = sel[np.argsort(-proba[sel, y_pred[sel]])] if len(sel) else sel
-    grid(images, sel, [f"{EMOTIONS[y_true[i]]}→{EMOTIONS[y_pred[i]]} {proba[i, y_pred[i]]:.0%}" for i in sel],
-         f"eval_page_{true_f}_{pred_f}", "true → predicted (confidence)")
+    grid(
+        images,
+        sel,
+        [f"{EMOTIONS[y_true[i]]}→{EMOTIONS[y_pred[i]]} {proba[i, y_pred[i]]:.0%}" for i in sel],
+        f"eval_page_{true_f}_{pred_f}",
+        "true → predicted (confidence)",
+    )
 
 
 def grid(images: np.ndarray, sel: np.ndarray, captions: list[str], key: str, what: str, per_page: int = 36) -> None:
@@ -67,7 +92,7 @@ def grid(images: np.ndarray, sel: np.ndarray, captions: list[str], key: str, wha
     page = st.pagination(n_pages, key=key)
     lo = (page - 1) * per_page
     st.caption(f"{len(sel):,} faces · page {page} of {n_pages} · caption: {what}")
-    common.face_grid(images[sel[lo:lo + per_page]], captions[lo:lo + per_page], cols=12, width=64)
+    common.face_grid(images[sel[lo : lo + per_page]], captions[lo : lo + per_page], cols=12, width=64)
 
 
 def comparison(cmp: Comparison, names: tuple[str, str], images: np.ndarray) -> None:
@@ -75,11 +100,20 @@ def comparison(cmp: Comparison, names: tuple[str, str], images: np.ndarray) -> N
     st.subheader("Comparison")
     st.caption(f"a = {names[0]} · b = {names[1]}")
     left, right = st.columns([2, 3])
-    left.dataframe(cmp.summary(), hide_index=True, key="cmp_summary",
-                   column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("a", "b", "b − a")})
+    left.dataframe(
+        cmp.summary(),
+        hide_index=True,
+        key="cmp_summary",
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("a", "b", "b − a")},
+    )
     with right:
-        confusion(cmp.confusion_delta(), "Confusion of b minus a (row fractions)", "cmp_confusion",
-                  normalize=True, diverging=True)
+        confusion(
+            cmp.confusion_delta(),
+            "Confusion of b minus a (row fractions)",
+            "cmp_confusion",
+            normalize=True,
+            diverging=True,
+        )
     sel = cmp.disagreements()
     st.markdown(f"**Faces the two models label differently: {len(sel):,}**")
     grid(images, sel, [cmp.caption(int(i)) for i in sel], "cmp_page", "true · a · b (✓ = right)")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fercore.labels import NUM_CLASSES
 from fercore.preprocess import FACE_SIZE
@@ -75,7 +76,9 @@ def build_fernet(
     inputs = keras.Input((FACE_SIZE, FACE_SIZE, 1), name="face")
     x = layers.Rescaling(1.0 / 255.0, offset=-0.5, name="scale")(inputs)
     x = _conv_bn_relu(x, stem_width, 3, "stem")
-    for s, (width, depth) in enumerate(zip(widths, depths)):
+    if len(widths) != len(depths):
+        raise ValueError(f"widths and depths need one entry per stage, got {len(widths)} and {len(depths)}")
+    for s, (width, depth) in enumerate(zip(widths, depths, strict=True)):
         x = layers.MaxPooling2D(2, name=f"s{s}_pool")(x)
         shortcut = x
         for d in range(depth):
@@ -101,9 +104,7 @@ def build_model(name: str, **params: Any):
     try:
         builder = ARCHITECTURES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}"
-        ) from None
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}") from None
     return builder(**params)
 
 
@@ -166,8 +167,10 @@ def _float32_config(node: Any) -> Any:
     if isinstance(node, dict):
         if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
             return {**node, "config": {**node["config"], "name": "float32"}}
-        return {k: "float32" if k == "dtype" and isinstance(v, str) and v.startswith("mixed_")
-                else _float32_config(v) for k, v in node.items()}
+        return {
+            k: "float32" if k == "dtype" and isinstance(v, str) and v.startswith("mixed_") else _float32_config(v)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_float32_config(v) for v in node]
     return node

@@ -26,7 +26,8 @@ APP = ROOT / "dashboard" / "app.py"
 
 requires_default_model = pytest.mark.skipif(
     not Path(default_model_path()).exists(),
-    reason=f"no trained model at {default_model_path()} (models/ is filled by training; or set FER_MODEL)")
+    reason=f"no trained model at {default_model_path()} (models/ is filled by training; or set FER_MODEL)",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -60,9 +61,13 @@ def errors(at: AppTest) -> list[str]:
 
 
 def texts(at: AppTest) -> str:
-    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption]
-                     + [i.value for i in at.info] + [w.value for w in at.warning]
-                     + [s.value for s in at.success])
+    return "\n".join(
+        [m.value for m in at.markdown]
+        + [c.value for c in at.caption]
+        + [i.value for i in at.info]
+        + [w.value for w in at.warning]
+        + [s.value for s in at.success]
+    )
 
 
 def plotly_charts(at: AppTest) -> list:
@@ -110,7 +115,7 @@ def make_video(path: Path, image: Path, frames: int = 12, size: int = 256) -> Pa
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[i % 16:i % 16 + size, :size]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[i % 16 : i % 16 + size, :size]), format="rgb24")
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
@@ -122,10 +127,18 @@ def make_video(path: Path, image: Path, frames: int = 12, size: int = 256) -> Pa
 # Every page renders
 
 
-@pytest.mark.parametrize("page,title", [
-    ("home", "Facial expression recognition"), ("dataset", "Dataset"), ("train", "Train"),
-    ("evaluate", "Evaluate"), ("photo", "Photo"), ("video", "Video"), ("webcam", "Webcam"),
-])
+@pytest.mark.parametrize(
+    "page,title",
+    [
+        ("home", "Facial expression recognition"),
+        ("dataset", "Dataset"),
+        ("train", "Train"),
+        ("evaluate", "Evaluate"),
+        ("photo", "Photo"),
+        ("video", "Video"),
+        ("webcam", "Webcam"),
+    ],
+)
 def test_every_page_renders(page, title, class_folder, monkeypatch):
     monkeypatch.setenv("FER_DATA", str(class_folder))
     at = open_page(page)
@@ -222,11 +235,10 @@ def test_dataset_page_real_fer_with_ferplus_and_revisit_is_instant(fer_dir, monk
 
 def test_dataset_page_class_folders_without_splits(tmp_path, monkeypatch):
     import cv2
-
     from conftest import synthetic_faces
 
     images, labels = synthetic_faces(28)
-    for i, (img, lab) in enumerate(zip(images, labels)):
+    for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
         d = tmp_path / "faces" / ["Angry", "Disgusted", "fearful", "HAPPY", "sadness", "surprised", "calm"][lab]
         d.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(d / f"{i}.png"), img)
@@ -243,8 +255,9 @@ def test_dataset_upload_csv_gz_and_zip(class_folder, tmp_path):
     at = open_page("dataset")
     at.radio(key="ds_source").set_value("Upload").run()
     csv = write_fer_csv(tmp_path / "mini.csv")
-    at.file_uploader(key="ds_upload").set_value(("mini.csv.gz", gzip.compress(csv.read_bytes()),
-                                                  "application/gzip")).run()
+    at.file_uploader(key="ds_upload").set_value(
+        ("mini.csv.gz", gzip.compress(csv.read_bytes()), "application/gzip")
+    ).run()
     assert_ok(at)
     assert not errors(at)
     assert [m.value for m in at.metric if m.label == "Images"] == ["70"]
@@ -254,12 +267,15 @@ def test_dataset_upload_csv_gz_and_zip(class_folder, tmp_path):
     assert [m.value for m in at.metric if m.label == "Images"] == ["175"]
 
 
-@pytest.mark.parametrize("name,data", [
-    ("notes.csv", b"name,value\nx,1\n"),
-    ("broken.csv.gz", b"\x1f\x8b\x08\x00garbage"),
-    ("archive.zip", b"PK\x03\x04 this is not a zip"),
-    ("wrong_layout.zip", "layout"),
-])
+@pytest.mark.parametrize(
+    "name,data",
+    [
+        ("notes.csv", b"name,value\nx,1\n"),
+        ("broken.csv.gz", b"\x1f\x8b\x08\x00garbage"),
+        ("archive.zip", b"PK\x03\x04 this is not a zip"),
+        ("wrong_layout.zip", "layout"),
+    ],
+)
 def test_dataset_bad_upload_is_a_clear_error(name, data, tmp_path):
     if data == "layout":
         buf = io.BytesIO()
@@ -300,8 +316,13 @@ def test_dataset_path_outside_the_data_roots_is_refused_alike(tmp_path, class_fo
     (tmp_path / "roots" / "link").symlink_to(class_folder)
     at = open_page("dataset")
     seen = set()
-    for path in (class_folder, tmp_path / "missing", "/etc", tmp_path / "roots" / "link",
-                 tmp_path / "roots" / ".." / "fer"):
+    for path in (
+        class_folder,
+        tmp_path / "missing",
+        "/etc",
+        tmp_path / "roots" / "link",
+        tmp_path / "roots" / ".." / "fer",
+    ):
         at.text_input(key="ds_path").set_value(str(path)).run()
         assert_ok(at)
         assert len(errors(at)) == 1 and "not inside a data folder" in errors(at)[0]
@@ -620,10 +641,12 @@ def test_photo_astronaut_is_happy(photos_dir):
 def test_photo_several_images_same_name_and_group_photo(photos_dir):
     at = open_page("photo")
     astro = (photos_dir / "astronaut.png").read_bytes()
-    at.file_uploader(key="photo_upload").set_value([
-        ("astronaut.png", astro, "image/png"),
-        ("t1.jpg", (photos_dir / "t1.jpg").read_bytes(), "image/jpeg"),
-    ])
+    at.file_uploader(key="photo_upload").set_value(
+        [
+            ("astronaut.png", astro, "image/png"),
+            ("t1.jpg", (photos_dir / "t1.jpg").read_bytes(), "image/jpeg"),
+        ]
+    )
     at.selectbox(key="photo_sample").set_value("astronaut.png").run()
     assert_ok(at)
     assert not errors(at)
@@ -646,10 +669,12 @@ def test_photo_zip_batch_one_table_csv_gallery_and_whole_image(photos_dir):
             zf.writestr(f"crops/{i:02d}.png", b"not a png" if i in (7, 21, 42) else crop)
         zf.writestr("crops/readme.txt", "hello")
     at = open_page("photo")
-    at.file_uploader(key="photo_upload").set_value([
-        ("crops.zip", buf.getvalue(), "application/zip"),
-        ("astronaut.png", (photos_dir / "astronaut.png").read_bytes(), "image/png"),
-    ]).run()
+    at.file_uploader(key="photo_upload").set_value(
+        [
+            ("crops.zip", buf.getvalue(), "application/zip"),
+            ("astronaut.png", (photos_dir / "astronaut.png").read_bytes(), "image/png"),
+        ]
+    ).run()
     assert_ok(at)
     assert not errors(at) and not at.get("progress"), "the progress bar is gone when done"
     assert any("50 MB each" in c.value for c in at.caption), "limits shown"
@@ -724,8 +749,9 @@ def test_video_cancel_leaves_nothing_on_disk_and_can_restart(photos_dir, tmp_pat
     """Cancel = Streamlit interrupting the script inside a progress update (as a rerun request does)."""
     import tempfile
 
-    import fercore.video
     from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    import fercore.video
 
     real = fercore.video.process_video
     calls = []

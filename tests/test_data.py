@@ -63,8 +63,10 @@ def test_csv_gz_equals_csv(csv_file, tmp_path):
         (lambda t: "", "file is empty"),
         (lambda t: t.replace("emotion,pixels,Usage", "label,data,Usage"), "missing columns 'emotion', 'pixels'"),
         (lambda t: t.replace("emotion,pixels,Usage", "emotion,data,Usage"), "missing column 'pixels'"),
-        (lambda t: t.replace(",", ",1 ", 1).replace("1 ", "", 1)
-         if False else _drop_one_pixel(t), "2303 pixels, expected 2304"),
+        (
+            lambda t: t.replace(",", ",1 ", 1).replace("1 ", "", 1) if False else _drop_one_pixel(t),
+            "2303 pixels, expected 2304",
+        ),
         (lambda t: _replace_pixel(t, "abc"), "pixel 101 is not a number"),
         (lambda t: _replace_pixel(t, "300"), "pixel values must be 0–255"),
         (lambda t: t.split("\n")[0] + "\n", "header only"),
@@ -215,6 +217,7 @@ def test_upload_zip_with_nested_layout_and_wrong_layout(tmp_path, class_folder):
 
 # ---------------------------------------------------------------------------------------- real data
 
+
 def test_real_folder_layout_counts(fer_dir):
     ds = load_dataset(fer_dir)
     assert len(ds.split("train")) == 28709 and len(ds.split("test")) == 3589
@@ -249,13 +252,16 @@ def test_data_error_is_the_one_from_fercore_types():
 SECRET = "root:x:0:0:SECRET-LINE"
 
 
-@pytest.mark.parametrize("content, message", [
-    (f"{SECRET},more\n0,1 2 3,Training\n", "missing columns 'emotion', 'pixels'"),
-    (f"emotion,pixels,Usage\n{SECRET},{' '.join(['0'] * 2304)},Training\n", "emotion is not an integer 0–6"),
-    (f"emotion,pixels,Usage\n0,{' '.join(['0'] * 2304)},{SECRET}\n", "unknown Usage"),
-    (f"emotion,pixels,Usage\n0,{SECRET}\n", "line 2: 2 fields, expected 3"),
-    (f"emotion,pixels\n0,{' '.join([SECRET] * 2304)}\n", "pixel 1 is not a number"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (f"{SECRET},more\n0,1 2 3,Training\n", "missing columns 'emotion', 'pixels'"),
+        (f"emotion,pixels,Usage\n{SECRET},{' '.join(['0'] * 2304)},Training\n", "emotion is not an integer 0–6"),
+        (f"emotion,pixels,Usage\n0,{' '.join(['0'] * 2304)},{SECRET}\n", "unknown Usage"),
+        (f"emotion,pixels,Usage\n0,{SECRET}\n", "line 2: 2 fields, expected 3"),
+        (f"emotion,pixels\n0,{' '.join([SECRET] * 2304)}\n", "pixel 1 is not a number"),
+    ],
+)
 def test_error_messages_name_the_problem_never_the_content(tmp_path, content, message):
     bad = tmp_path / "leak.csv"
     bad.write_text(content)
@@ -335,4 +341,6 @@ def test_oversized_face_files_are_skipped_with_a_reason(tmp_path, monkeypatch):
     ds = load_dataset(root, use_cache=False)
     assert len(ds) == 1
     assert sorted((os.path.basename(p), why) for p, why in ds.report.skipped) == [
-        ("big.png", "file larger than 0 MB"), ("wide.png", "more than 0 megapixels")]
+        ("big.png", "file larger than 0 MB"),
+        ("wide.png", "more than 0 megapixels"),
+    ]

@@ -51,7 +51,7 @@ def test_gradcam_on_our_architecture():
     face = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
     heat = gradcam(model, face)
     assert heat.shape == (48, 48) and np.isfinite(heat).all()
-    assert 0.0 <= heat.min() and heat.max() <= 1.0
+    assert heat.min() >= 0.0 and heat.max() <= 1.0
     heat_fear = gradcam(model, face, class_index=2)
     assert heat_fear.shape == (48, 48)
     finer = gradcam(model, face, layer="stem_relu")  # 48×48 feature maps

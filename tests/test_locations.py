@@ -70,8 +70,13 @@ def test_inside_a_root_is_accepted_and_resolved(env, tmp_path, monkeypatch):
 def test_outside_the_roots_same_message_whether_it_exists_or_not(env, tmp_path):
     outside = make_kaggle(tmp_path / "private" / "fer")
     messages = set()
-    for path in (outside, tmp_path / "private" / "missing", Path("/etc/passwd"), Path("/no/such/thing"),
-                 env / ".." / ".." / "private" / "fer"):
+    for path in (
+        outside,
+        tmp_path / "private" / "missing",
+        Path("/etc/passwd"),
+        Path("/no/such/thing"),
+        env / ".." / ".." / "private" / "fer",
+    ):
         with pytest.raises(DataError) as err:
             check_dataset_path(str(path))
         messages.add(str(err.value).replace(str(path), "<path>"))

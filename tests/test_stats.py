@@ -13,8 +13,13 @@ from fercore.types import DataError
 
 def make_dataset(images: np.ndarray, labels: list[int], splits: list[str], ids: list[str] | None = None) -> Dataset:
     n = len(labels)
-    return Dataset(images.astype(np.uint8), np.array(labels, np.int64), np.array(splits),
-                   np.array(ids or [str(i) for i in range(n)]), LoadReport(source="test", kind="csv", loaded=n))
+    return Dataset(
+        images.astype(np.uint8),
+        np.array(labels, np.int64),
+        np.array(splits),
+        np.array(ids or [str(i) for i in range(n)]),
+        LoadReport(source="test", kind="csv", loaded=n),
+    )
 
 
 @pytest.fixture

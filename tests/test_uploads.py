@@ -143,8 +143,10 @@ def zip_many_members(_: Path, n: int = 100_000) -> bytes:
     for i in range(n):
         name = f"fer/happy/{i:06d}.png".encode()
         header = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
-        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0,
-                                   len(name), 0, 0, 0, 0, 0, offset) + name)
+        central.append(
+            struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0, 0, offset)
+            + name
+        )
         local.append(header)
         offset += len(header)
     cd = b"".join(central)
@@ -154,6 +156,7 @@ def zip_many_members(_: Path, n: int = 100_000) -> bytes:
 
 def png_bomb(width: int = 12_000, height: int = 12_000) -> bytes:
     """A valid 8-bit gray PNG of zeros (144 megapixels, about 140 KB), compressed row by row."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -199,12 +202,20 @@ def test_hostile_upload_is_refused_fast_in_bounded_memory_leaving_nothing(tmp_pa
     src.write_bytes(make(inputs))
     before = _tree(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp)}
-    out = subprocess.run([sys.executable, "-c", PROBE, str(src), name, str(work)], cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(src), name, str(work)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"{name}: {result['seconds']:.2f} s, peak ≤ +{result['extra_mb']:.0f} MB over the RSS before the call "
-          f"(high-water mark rose {result['high_water_rise_mb']:.0f} MB); {result['error']}")
+    print(
+        f"{name}: {result['seconds']:.2f} s, peak ≤ +{result['extra_mb']:.0f} MB over the RSS before the call "
+        f"(high-water mark rose {result['high_water_rise_mb']:.0f} MB); {result['error']}"
+    )
     assert result["error"] is not None and message in result["error"] and name in result["error"]
     assert "\n" not in result["error"]
     assert result["seconds"] < MAX_SECONDS
@@ -215,13 +226,16 @@ def test_hostile_upload_is_refused_fast_in_bounded_memory_leaving_nothing(tmp_pa
 # ---------------------------------------------------------------------------------------- in-process cases
 
 
-@pytest.mark.parametrize("entries,message", [
-    ([("fer/happy", b"x"), ("fer/happy/a.png", b"y")], "'fer/happy' is both a file and a folder"),
-    ([("fer/happy/a.png", b"y"), ("fer/happy", b"x")], "'fer/happy' is both a file and a folder"),
-    ([("fer/happy/a.png", b"y"), ("fer/happy/a.png", b"z")], "'fer/happy/a.png' appears twice"),
-    ([("fer/happy/./../../x.png", b"y")], "points outside the archive"),
-    ([("C:/x/happy/a.png", b"y")], "has an absolute path"),
-])
+@pytest.mark.parametrize(
+    "entries,message",
+    [
+        ([("fer/happy", b"x"), ("fer/happy/a.png", b"y")], "'fer/happy' is both a file and a folder"),
+        ([("fer/happy/a.png", b"y"), ("fer/happy", b"x")], "'fer/happy' is both a file and a folder"),
+        ([("fer/happy/a.png", b"y"), ("fer/happy/a.png", b"z")], "'fer/happy/a.png' appears twice"),
+        ([("fer/happy/./../../x.png", b"y")], "points outside the archive"),
+        ([("C:/x/happy/a.png", b"y")], "has an absolute path"),
+    ],
+)
 def test_zip_name_clashes_and_paths(tmp_path, entries, message):
     duplicate = len(entries) > 1 and entries[0][0] == entries[-1][0]
     with pytest.warns(UserWarning, match="Duplicate name") if duplicate else contextlib.nullcontext():
@@ -252,8 +266,9 @@ def test_limits_are_parameters(tmp_path):
     with pytest.raises(DataError, match="nested deeper than 1 folders"):
         load_uploaded("x.zip", data, tmp_path, limits=UploadLimits(max_depth=1))
     with pytest.raises(DataError, match="x.csv: more than 1 MB"):
-        load_uploaded("x.csv", b"emotion,pixels\n" + b"0," + b"1 " * 600_000, tmp_path,
-                      limits=UploadLimits(max_csv_bytes=1024**2))
+        load_uploaded(
+            "x.csv", b"emotion,pixels\n" + b"0," + b"1 " * 600_000, tmp_path, limits=UploadLimits(max_csv_bytes=1024**2)
+        )
 
 
 def test_good_zip_loads_into_memory_and_leaves_nothing(tmp_path, class_folder):
@@ -277,7 +292,8 @@ def test_good_csv_and_gz_upload_write_nothing(tmp_path):
     images, labels = synthetic_faces(14)
     text = "emotion,pixels,Usage\n" + "".join(
         f"{lab},{' '.join(map(str, img.ravel()))},{'Training' if i < 10 else 'PublicTest'}\n"
-        for i, (img, lab) in enumerate(zip(images, labels, strict=True)))
+        for i, (img, lab) in enumerate(zip(images, labels, strict=True))
+    )
     for name, data in (("fer.csv", text.encode()), ("fer.csv.gz", gzip.compress(text.encode()))):
         ds = load_uploaded(name, data, tmp_path / "uploads")
         np.testing.assert_array_equal(ds.images, images)

@@ -15,8 +15,12 @@ votes_path: Path | None = None
 try:
     if source == "Configured path":
         default = locations.find_dataset()
-        path = st.text_input("Dataset path (FER2013 CSV, Kaggle folder layout or class folders)",
-                             value=str(default or ""), key="ds_path", help=common.ROOTS_HELP)
+        path = st.text_input(
+            "Dataset path (FER2013 CSV, Kaggle folder layout or class folders)",
+            value=str(default or ""),
+            key="ds_path",
+            help=common.ROOTS_HELP,
+        )
         if not path.strip():
             st.info("No dataset configured. See **Home** for how to get FER2013, or upload one.")
             st.stop()
@@ -25,11 +29,14 @@ try:
         ds = common.get_dataset(str(p), key)
         votes_path = locations.find_votes(p)
     else:
-        up = st.file_uploader("FER2013 CSV, .csv.gz, or a zip of the folder layout",
-                              type=common.DATA_TYPES, key="ds_upload")
+        up = st.file_uploader(
+            "FER2013 CSV, .csv.gz, or a zip of the folder layout", type=common.DATA_TYPES, key="ds_upload"
+        )
         if up is None:
-            st.info("Upload `fer2013.csv` (or `.csv.gz`), or a zip holding `train/<class>/*.png` "
-                    "and `test/<class>/*.png` (or just `<class>/` folders).")
+            st.info(
+                "Upload `fer2013.csv` (or `.csv.gz`), or a zip holding `train/<class>/*.png` "
+                "and `test/<class>/*.png` (or just `<class>/` folders)."
+            )
             st.stop()
         data = up.getvalue()
         key = common.sha1(data)
@@ -52,8 +59,9 @@ if report.skipped:
     with st.expander(f"{len(report.skipped)} unreadable files"):
         st.dataframe([{"file": f, "why": w} for f, w in report.skipped[:500]], hide_index=True)
 
-tabs = st.tabs(["Counts", "Samples", "Mean faces", "Intensities", "Duplicates & blanks", "FER+ agreement",
-                "Label noise"])
+tabs = st.tabs(
+    ["Counts", "Samples", "Mean faces", "Intensities", "Duplicates & blanks", "FER+ agreement", "Label noise"]
+)
 with tabs[0]:
     views.counts(ds, key)
 with tabs[1]:

@@ -13,20 +13,28 @@ st.markdown(
     "on FER2013 (48×48 grayscale faces). Explore the data, train and evaluate models, and see the "
     "predictions, all from this dashboard."
 )
-st.markdown(" ".join(
-    f"<span style='background:{COLORS_HEX[e]};color:#111;padding:2px 8px;border-radius:8px;"
-    f"margin-right:4px'>{i} {e}</span>" for i, e in enumerate(EMOTIONS)
-), unsafe_allow_html=True)
+st.markdown(
+    " ".join(
+        f"<span style='background:{COLORS_HEX[e]};color:#111;padding:2px 8px;border-radius:8px;"
+        f"margin-right:4px'>{i} {e}</span>"
+        for i, e in enumerate(EMOTIONS)
+    ),
+    unsafe_allow_html=True,
+)
 
 cols = st.columns(3)
-for col, (page, text) in zip(cols * 3, [
-    ("app_pages/dataset.py", "Class balance, samples, mean faces, duplicates"),
-    ("app_pages/train.py", "Train in the background, live curves, stop any time"),
-    ("app_pages/evaluate.py", "Accuracy, confusion matrix, mistakes, exports"),
-    ("app_pages/photo.py", "Faces and their emotions in your photos"),
-    ("app_pages/video.py", "Annotated video and an emotion timeline"),
-    ("app_pages/webcam.py", "Live emotions from your camera"),
-]):
+for col, (page, text) in zip(
+    cols * 3,
+    [
+        ("app_pages/dataset.py", "Class balance, samples, mean faces, duplicates"),
+        ("app_pages/train.py", "Train in the background, live curves, stop any time"),
+        ("app_pages/evaluate.py", "Accuracy, confusion matrix, mistakes, exports"),
+        ("app_pages/photo.py", "Faces and their emotions in your photos"),
+        ("app_pages/video.py", "Annotated video and an emotion timeline"),
+        ("app_pages/webcam.py", "Live emotions from your camera"),
+    ],
+    strict=False,
+):
     with col:
         st.page_link(page)
         st.caption(text)
@@ -41,10 +49,15 @@ else:
 if card:
     c1, c2, c3, c4 = st.columns(4)
     acc = card.get("accuracy")
-    c1.metric("Test accuracy", f"{acc:.1%}" if isinstance(acc, (int, float)) else "–",
-              delta=(f"{card['accuracy_tta'] - acc:+.1%} with TTA"
-                     if isinstance(card.get("accuracy_tta"), (int, float)) and isinstance(acc, (int, float))
-                     else None))
+    c1.metric(
+        "Test accuracy",
+        f"{acc:.1%}" if isinstance(acc, (int, float)) else "–",
+        delta=(
+            f"{card['accuracy_tta'] - acc:+.1%} with TTA"
+            if isinstance(card.get("accuracy_tta"), (int, float)) and isinstance(acc, (int, float))
+            else None
+        ),
+    )
     c2.metric("Classes", len(EMOTIONS))
     size = card.get("size_mb")
     c3.metric("Size", f"{size:.1f} MB" if isinstance(size, (int, float)) else "–")
@@ -75,10 +88,10 @@ else:
 Facial Expression Recognition* data). Sign in to Kaggle, accept the competition rules, and download either form:
 
 1. **CSV** — `fer2013.csv` (columns `emotion,pixels,Usage`; `.csv.gz` also works). Put it at
-   `{root / 'data' / 'fer2013.csv'}`.
+   `{root / "data" / "fer2013.csv"}`.
 2. **Folder layout** — the `train/` and `test/` folders, each with one folder per class
    (`angry/ disgust/ fear/ happy/ sad/ surprise/ neutral/`, PNG files). Put them under
-   `{root / 'data' / 'fer2013'}` so that `data/fer2013/train/happy/…` exists.
+   `{root / "data" / "fer2013"}` so that `data/fer2013/train/happy/…` exists.
 
 Or point the environment variable `FER_DATA` at the CSV or folder (`FER_DATA=/path/to/fer2013 streamlit run dashboard/app.py`).
 Looked in, in order: {", ".join(f"`{p}`" for p in locations.data_candidates())}.

@@ -4,12 +4,12 @@ namespaces for WebRTC, and a y4m fake camera made from a real photo (see DESIGN.
 from __future__ import annotations
 
 import os
-import tempfile
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -28,8 +28,14 @@ SCREENSHOTS = (
 )
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 
@@ -56,9 +62,23 @@ def free_port() -> int:
 
 
 def streamlit_cmd(port: int, address: str = "127.0.0.1") -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
-            "--server.address", address, "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
 
 
 class Server:
@@ -69,25 +89,35 @@ class Server:
         cmd = streamlit_cmd(port, "0.0.0.0" if netns else "127.0.0.1")
         if netns:
             cmd = ["ip", "netns", "exec", netns, *cmd]
-        self._log = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self._log = open(log, "wb")  # noqa: SIM115 - open for the server's lifetime, closed in stop()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.url = f"http://127.0.0.1:{port}"
 
     def wait_healthy(self, timeout: float = 60) -> float:
         """Block until /_stcore/health answers ok; returns the time.perf_counter() of that answer."""
         deadline = time.time() + timeout
         if self.netns:  # the server is only reachable from inside its namespace: poll from there
-            probe = ("import sys,time,urllib.request\n"
-                     f"d=time.time()+{timeout}\n"
-                     "while time.time()<d:\n"
-                     "  try:\n"
-                     f"    r=urllib.request.urlopen('http://127.0.0.1:{self.port}/_stcore/health',timeout=2)\n"
-                     "    if r.read().strip()==b'ok': sys.exit(0)\n"
-                     "  except Exception: time.sleep(0.1)\n"
-                     "sys.exit(1)\n")
-            rc = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", probe],
-                                timeout=timeout + 10).returncode
+            probe = (
+                "import sys,time,urllib.request\n"
+                f"d=time.time()+{timeout}\n"
+                "while time.time()<d:\n"
+                "  try:\n"
+                f"    r=urllib.request.urlopen('http://127.0.0.1:{self.port}/_stcore/health',timeout=2)\n"
+                "    if r.read().strip()==b'ok': sys.exit(0)\n"
+                "  except Exception: time.sleep(0.1)\n"
+                "sys.exit(1)\n"
+            )
+            rc = subprocess.run(
+                ["ip", "netns", "exec", self.netns, sys.executable, "-c", probe], timeout=timeout + 10
+            ).returncode
             if rc != 0:
                 raise RuntimeError(f"streamlit did not become healthy:\n{self.log_text()}")
             return time.perf_counter()
@@ -131,6 +161,7 @@ def server_env(**extra: str) -> dict[str, str]:
 @contextmanager
 def netns(name: str):
     """A network namespace with loopback and a veth pair 10.203.0.1 ↔ 10.203.0.2 (DESIGN.md)."""
+
     def ip(*args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True)
 
@@ -172,7 +203,7 @@ def write_y4m(photo: Path, out: Path, frames: int = 30, width: int = 640, height
             dx = int(10 * np.sin(2 * np.pi * i / frames))
             x0 = (width - img.shape[1]) // 2 + dx
             y0 = (height - img.shape[0]) // 2
-            canvas[y0:y0 + img.shape[0], x0:x0 + img.shape[1]] = img
+            canvas[y0 : y0 + img.shape[0], x0 : x0 + img.shape[1]] = img
             fh.write(b"FRAME\n")
             fh.write(cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).tobytes())
     return out
@@ -184,9 +215,11 @@ def wait_idle(page, timeout: float = 60, quiet: float = 1.0) -> None:
     deadline = time.time() + timeout
     calm_since = None
     while time.time() < deadline:
-        running = page.locator('[data-testid="stStatusWidgetRunningIcon"], '
-                               '[data-testid="stStatusWidgetRunningManIcon"], [data-testid="stSkeleton"], '
-                               '[data-testid="stSpinner"]').count()
+        running = page.locator(
+            '[data-testid="stStatusWidgetRunningIcon"], '
+            '[data-testid="stStatusWidgetRunningManIcon"], [data-testid="stSkeleton"], '
+            '[data-testid="stSpinner"]'
+        ).count()
         if running:
             calm_since = None
         elif calm_since is None:
@@ -216,7 +249,7 @@ def write_mp4(photo: Path, out: Path, frames: int = 20, size: int = 320) -> Path
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
         for i in range(frames):
-            crop = np.ascontiguousarray(rgb[i % 20:i % 20 + size, :size])
+            crop = np.ascontiguousarray(rgb[i % 20 : i % 20 + size, :size])
             for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode(None):
@@ -238,7 +271,7 @@ def save_screenshot(page, path: Path, max_height: int = 3000) -> None:
         page.set_viewport_size(size)
 
 
-def open_app(page, url: str, timeout: float = 90, server: "Server | None" = None) -> None:
+def open_app(page, url: str, timeout: float = 90, server: Server | None = None) -> None:
     """Open a page of the app and wait until it has rendered; one reload if the first load stalls
     (a loaded 2-core machine can drop the first WebSocket handshake)."""
     from playwright.sync_api import Error as PlaywrightError

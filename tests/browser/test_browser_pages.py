@@ -9,9 +9,20 @@ import time
 from pathlib import Path
 
 import pytest
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    SCREENSHOTS,
+    Server,
+    free_port,
+    open_app,
+    page_errors,
+    save_screenshot,
+    server_env,
+    skip_unless_browser,
+    wait_idle,
+)
 
-from browser_helpers import (CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, Server, free_port, open_app, page_errors,
-                             save_screenshot, server_env, skip_unless_browser, wait_idle)
 from fercore.classify import default_model_path
 
 pytestmark = pytest.mark.browser
@@ -75,15 +86,25 @@ def test_home_renders_within_budget(app):
     assert home_s < HOME_BUDGET_S, f"home page took {home_s:.2f} s after the health check"
 
 
-@pytest.mark.parametrize("slug,heading", [
-    ("dataset", "Dataset"), ("train", "Train"), ("evaluate", "Evaluate"), ("video", "Video"),
-])
+@pytest.mark.parametrize(
+    "slug,heading",
+    [
+        ("dataset", "Dataset"),
+        ("train", "Train"),
+        ("evaluate", "Evaluate"),
+        ("video", "Video"),
+    ],
+)
 def test_page_renders_without_error(app, slug, heading):
     server, page, _ = app
     visit(page, f"{server.url}/{slug}", timeout=120)
     page.get_by_role("heading", name=heading, exact=True).first.wait_for(timeout=10_000)
     assert not page_errors(page), page_errors(page)
-    if slug == "evaluate" and HAS_MODEL and page.get_by_label("Images (0 = all)", exact=True).and_(page.locator("input")).count():
+    if (
+        slug == "evaluate"
+        and HAS_MODEL
+        and page.get_by_label("Images (0 = all)", exact=True).and_(page.locator("input")).count()
+    ):
         # a quick evaluation on 300 test faces so that the screenshot shows the results
         box = page.get_by_label("Images (0 = all)", exact=True).and_(page.locator("input"))
         box.fill("300")
@@ -153,7 +174,9 @@ def test_train_live_run_in_the_browser(app):
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(re.compile(r"Started run-")).wait_for(timeout=30_000)
     # no reload from here on: the fragment refreshes the live panel every 2 s
-    page.get_by_role("heading", name=re.compile(r"run-.* — (running|stopping|finished)")).first.wait_for(timeout=180_000)
+    page.get_by_role("heading", name=re.compile(r"run-.* — (running|stopping|finished)")).first.wait_for(
+        timeout=180_000
+    )
     page.get_by_role("heading", name=re.compile(r"run-.* — finished")).first.wait_for(timeout=240_000)
     wait_idle(page)
     assert not page_errors(page), page_errors(page)

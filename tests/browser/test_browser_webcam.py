@@ -12,9 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_helpers import (
+    CHROMIUM_FLAGS,
+    SCREENSHOTS,
+    Server,
+    chromium_in_netns,
+    netns,
+    open_app,
+    page_errors,
+    save_screenshot,
+    server_env,
+    skip_unless_browser,
+    write_y4m,
+)
 
-from browser_helpers import (CHROMIUM_FLAGS, SCREENSHOTS, Server, chromium_in_netns, netns, open_app, page_errors,
-                             save_screenshot, server_env, skip_unless_browser, write_y4m)
 from fercore.classify import default_model_path
 from fercore.labels import color_rgb
 
@@ -44,7 +55,7 @@ def decode_png(data_url: str) -> np.ndarray:
 def colour_pixels_near_box(frame: np.ndarray, box: tuple[int, int, int, int], emotion: str) -> int:
     """Pixels in the emotion's colour around a face box (its outline and the filled caption tag)."""
     x, y, w, h = box
-    window = frame[max(0, y - 40):y + h + 40, max(0, x - 30):x + w + 30].reshape(-1, 3).astype(float)
+    window = frame[max(0, y - 40) : y + h + 40, max(0, x - 30) : x + w + 30].reshape(-1, 3).astype(float)
     return int((np.linalg.norm(window - np.array(color_rgb(emotion), float), axis=1) < 45).sum())
 
 
@@ -107,15 +118,24 @@ def test_webcam_processes_frames_and_draws_labels(tmp_path):
     y4m = write_y4m(PHOTO, tmp_path / "face.y4m")
     name = f"fertest{os.getpid()}"
     with netns(name):
-        server = Server(PORT, server_env(FER_RUNS=str(tmp_path / "runs"), FER_CACHE=str(tmp_path / "cache")),
-                        tmp_path / "streamlit.log", netns=name)
+        server = Server(
+            PORT,
+            server_env(FER_RUNS=str(tmp_path / "runs"), FER_CACHE=str(tmp_path / "cache")),
+            tmp_path / "streamlit.log",
+            netns=name,
+        )
         try:
             server.wait_healthy(timeout=90)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(
                     executable_path=str(chromium_in_netns(name, tmp_path)),
-                    args=[*CHROMIUM_FLAGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                          f"--use-file-for-fake-video-capture={y4m}"])
+                    args=[
+                        *CHROMIUM_FLAGS,
+                        "--use-fake-ui-for-media-stream",
+                        "--use-fake-device-for-media-stream",
+                        f"--use-file-for-fake-video-capture={y4m}",
+                    ],
+                )
                 try:
                     page = browser.new_page(viewport={"width": 1400, "height": 1100})
                     # localhost: a secure context, so the camera is allowed
@@ -139,8 +159,9 @@ def test_webcam_processes_frames_and_draws_labels(tmp_path):
                     found = None
                     for _ in range(10):
                         time.sleep(0.5)
-                        m = re.search(r"face (\d+): (\w+) \d+% at \((\d+), (\d+), (\d+), (\d+)\)",
-                                      page.inner_text("body"))
+                        m = re.search(
+                            r"face (\d+): (\w+) \d+% at \((\d+), (\d+), (\d+), (\d+)\)", page.inner_text("body")
+                        )
                         data_url = video.evaluate(GRAB_FRAME_JS)
                         if not (m and data_url):
                             continue
