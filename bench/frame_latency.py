@@ -123,21 +123,18 @@ def time_stream(make_predictor, frames: list[np.ndarray], length: int) -> tuple[
 
 
 def time_fer(frames: list[np.ndarray], repeat: int) -> list[float] | None:
-    """ms per ``fer.FER().detect_emotions`` call on the same frames, or None if ``fer`` is missing."""
-    try:
-        from fer import FER
-    except Exception:
+    """ms per ``fer``'s detect + classify call on the same frames (``bench/peer_fer.py``), or None if
+    ``fer`` is not installed."""
+    from bench.peer_fer import load_peer, peer_latency
+
+    peer = load_peer()
+    if peer is None:
         return None
-    detector = FER()
-    bgr = [f[:, :, ::-1].copy() for f in frames]  # fer follows OpenCV: BGR arrays
-    for f in bgr:
-        detector.detect_emotions(f)
-    ms = []
-    for i in range(repeat * len(bgr)):
-        with Clock() as c:
-            detector.detect_emotions(bgr[i % len(bgr)])
-        ms.append(c.wall)
-    return ms
+    out: list[float] = []
+    for frame in frames:
+        stats = peer_latency(frame, repeat=repeat, peer=peer)
+        out += [stats["p50_ms"]] * repeat if stats else []
+    return out
 
 
 def build_detector(name: str):
