@@ -1,12 +1,15 @@
-"""python -m training.ship — put a finished run's best model into models/ with its figures, or
+"""python -m training.ship — put a finished run's model into models/ with its figures, or
 build the accurate tier (an ensemble) from several trained members.
 
   python -m training.ship --run runs/<id> --data ../shared/data/fer2013 [--baseline runs/<seed-run>]
   python -m training.ship --tier accurate --members runs/a/checkpoints/best.keras runs/b/… --data …
 
-Exports every format (checked against the source on real faces), evaluates on PublicTest with and
-without TTA, and writes models/metrics.json and models/confusion.png, the figures that
-models/MODEL_CARD.md quotes (tests/test_shipped_model.py checks that they match the shipped files).
+The fast tier ships the checkpoint the run itself exported: its config's ``export_checkpoint``,
+``last`` unless the run asked for ``best`` (the best epoch on its validation split, which is
+PublicTest by default: shipping it would report a figure selected on the test set). Exports every
+format (checked against the source on real faces), evaluates on PublicTest with and without TTA,
+and writes models/metrics.json and models/confusion.png, the figures that models/MODEL_CARD.md
+quotes (tests/test_shipped_model.py checks that they match the shipped files).
 
 A tier (``--tier accurate``) goes to models/<tier>/: each member as a float32 .tflite twin
 (checked against its Keras source), and manifest.json with the tier's TTA setting and every
@@ -89,6 +92,20 @@ def training_minutes(times: list[float]) -> float:
     return (total + last) / 60
 
 
+def run_checkpoint(run: Path) -> tuple[Path, str]:
+    """(checkpoint file, "last" or "best") of the weights a run exports, as ``export_final`` picks
+    them: ``best`` only when the run's config asks for it and the file exists, else ``last`` (also
+    for configs written before ``export_checkpoint`` existed)."""
+    from fercore import runs
+
+    wanted = runs.read_config(run).get("export_checkpoint", "last")
+    if wanted == "best" and (run / runs.BEST).exists():
+        return run / runs.BEST, "best"
+    if not (run / runs.LAST).exists():
+        raise FileNotFoundError(f"{run}: no {runs.LAST} (not a trained run directory?)")
+    return run / runs.LAST, "last"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m training.ship", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,10 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     from fercore.model import count_flops, load_keras_model, read_model_config
 
     run = Path(args.run)
-    best = run / runs.BEST
+    try:
+        source, which = run_checkpoint(run)
+        base_source = run_checkpoint(Path(args.baseline))[0] if args.baseline else None
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     test = load_dataset(args.data).split("test")
-    exported = export_all(best, out, check=True, check_inputs=test.images[:512])
+    exported = export_all(source, out, check=True, check_inputs=test.images[:512])
     bad = {k: v for k, v in exported["max_abs_diff"].items() if v >= 1e-4}
     if bad:
         print(f"error: exports differ from the source model: {bad}", file=sys.stderr)
@@ -151,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         name: evaluate(out / name, test).to_dict()["accuracy"] for name in ("model.tflite", "model.keras", "model.json")
     }
     model = load_keras_model(out / "model.keras")
-    config = read_model_config(best) or {}
+    config = read_model_config(source) or {}
     status = runs.read_status(run)
     metrics = runs.read_metrics(run)
     train_minutes = training_minutes(metrics["time"].tolist()) if len(metrics) else None
@@ -168,14 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         "flops": count_flops(model),
         "size_mb": round(size_mb, 2),
         "epochs": config.get("epochs"),
-        "best_epoch": config.get("epoch"),
+        "checkpoint": which,
+        "epoch": config.get("epoch"),
         "train_minutes": round(train_minutes, 1) if train_minutes else None,
         "run_status": status.get("state"),
         "max_abs_diff": exported["max_abs_diff"],
     }
-    if args.baseline:
-        base_best = Path(args.baseline) / runs.BEST
-        base = evaluate(base_best, test).to_dict()
+    if base_source is not None:
+        base = evaluate(base_source, test).to_dict()
         result["baseline"] = {
             "recipe": "seed (coursera CNN, Adam 5e-4, flips, 15 epochs, reduce-on-plateau)",
             "accuracy": base["accuracy"],

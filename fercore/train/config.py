@@ -83,6 +83,7 @@ class TrainConfig:
     class_weights: bool = _opt(False, "weigh rare classes (disgust) up", "Class weights")
     ferplus: str = _opt("", "ferplus_votes.csv for soft labels")
     ferplus_weight: float = _opt(0.0, "0 = FER2013 labels only, 1 = FER+ vote shares only")
+    relabel: str = _opt("", "row,old_label,new_label CSV from python -m training.audit", "Relabel file")
     augment: Augment = field(default_factory=Augment)
     subset: int = _opt(
         0, "train on N images (stratified by class); 0 = all", "Subset size (0 = all)", minimum=0, maximum=10_000_000

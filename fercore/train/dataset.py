@@ -39,9 +39,12 @@ def class_weight_vector(labels: np.ndarray) -> np.ndarray:
 def prepare_data(config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load data → (train_x, train_targets, train_weights, val_x, val_y); no TensorFlow involved,
     so bad data fails in a second with a one-line DataError."""
+    from fercore.audit import apply_relabel
     from fercore.data import DataError, align_votes, load_dataset, load_ferplus_votes, soft_labels
 
     ds = load_dataset(config.data)
+    if config.relabel:  # on the whole set: a row the file names must exist whatever the split
+        ds = apply_relabel(ds, config.relabel)
     if config.val_split and config.val_split in ds.split_names:
         train = ds.split("train") if "train" in ds.split_names else ds
         val = ds.split(config.val_split)
