@@ -520,6 +520,95 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
                 os.kill(int(pid), 15)
 
 
+def test_train_page_previews_a_tiny_model_and_its_time_per_epoch(tmp_path, class_folder, monkeypatch):
+    from fercore.model import build_model, count_flops
+    from fercore.train import preview
+
+    tiny = {"widths": [8], "depths": [1], "stem_width": 8}
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
+    timed = []
+
+    def fake_probe(name, params, batch_size, mixed_precision=False, training=True, **_):
+        timed.append((name, params, batch_size, mixed_precision, training))
+        return 0.25 if training else 0.1
+
+    monkeypatch.setattr(preview, "probe_seconds_per_step", fake_probe)  # the probe itself: test_train_preview
+    at = open_page("train")
+    at.text_input(key="train_data").set_value(str(class_folder))
+    at.text_input(key="train_params").set_value('{"width": [8]}')
+    button(at, "Preview the model").click().run()
+    assert any("no parameter width" in e for e in errors(at)), errors(at)
+    at.text_input(key="train_params").set_value(json.dumps(tiny))
+    at.number_input(key="train_batch_size").set_value(32)
+    button(at, "Preview the model").click().run()
+    assert_ok(at)
+    model = build_model("fernet", **tiny)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameters"] == f"{model.count_params():,}"
+    assert metrics["FLOPs per face"] == f"{count_flops(model) / 1e6:,.1f} M"
+    table = next(d.value for d in at.dataframe if "output shape" in d.value.columns)
+    assert list(table["layer"]) == [layer.name for layer in model.layers]
+    assert int(table["parameters"].sum()) == model.count_params()
+    assert not list((tmp_path / "runs").glob("*")), "a preview starts nothing"
+    button(at, "Measure time per epoch").click().run()
+    assert_ok(at)
+    assert timed[0] == ("fernet", tiny, 32, False, True) and timed[1][2:] == (256, False, False)
+    expected = preview.epoch_estimate(0.25, 140, 32, 35, 0.1)  # 4 steps of 32 + one validation batch
+    assert {m.label: m.value for m in at.metric}["Time per epoch"] == f"≈ {runs_fmt(expected)}"
+    at.run()
+    assert len(timed) == 2, "the probe is cached per model, parameters, batch size and precision"
+
+
+def runs_fmt(seconds: float) -> str:
+    from fercore import runs
+
+    return runs.fmt_duration(seconds)
+
+
+EPOCHS = "time,kind,epoch,step,loss,accuracy,val_loss,val_accuracy,lr\n" + "".join(
+    f"{e}.0,batch,{e},{e * 10 - 5},2.0,0.3,,,0.01\n{e}.5,epoch,{e},{e * 10},1.5,0.4,{1.6 - e / 10},{0.3 + e / 20},0.01\n"
+    for e in (1, 2, 3)
+)
+
+
+def test_train_page_overlays_the_curves_of_selected_runs(tmp_path):
+    runs_dir = tmp_path / "runs"
+    done = {"state": "finished", "started": 1.0, "finished": 2.0}
+    _fake_run(runs_dir, "run-a", done, metrics=EPOCHS.encode())
+    _fake_run(runs_dir, "run-b", done, metrics=EPOCHS.replace(",0.01\n", ",0.02\n").encode())
+    _fake_run(runs_dir, "run-broken", done, metrics=b"\xff\xfe,epoch,zz\n1.0,batch,1,2,2.5,0.3,,,0.01\n")
+    at = open_page("train")
+    at.multiselect(key="train_compare").set_value(["run-a", "run-b", "run-broken"]).run()
+    assert_ok(at)
+    overlays = [json.loads(c.proto.spec) for c in plotly_charts(at) if "val. accuracy per epoch" in c.proto.spec]
+    assert len(overlays) == 1, "one accuracy chart for all selected runs"
+    traces = overlays[0]["data"]
+    assert sorted(t["name"] for t in traces) == ["run-a", "run-b"]
+    assert len({t["line"]["color"] for t in traces}) == 2, "one colour per run"
+    assert any("val. loss per epoch" in c.proto.spec for c in plotly_charts(at))
+    assert "run-broken" in texts(at), "the damaged run is skipped with a note"
+
+
+def test_train_page_fine_tune_prefills_start_from(tmp_path):
+    from fercore import runs
+
+    run = _fake_run(tmp_path / "runs", "run-done", {"state": "finished", "started": 1.0},
+                    config={"model": "coursera", "model_params": {"dropout": 0.3}, "epochs": 3, "data": "x"})  # fmt: skip
+    _fake_run(tmp_path / "runs", "run-empty", {"state": "failed", "started": 1.0})  # no model yet
+    (run / runs.LAST).parent.mkdir()
+    (run / runs.LAST).write_bytes(b"checkpoint")
+    at = open_page("train")
+    at.selectbox(key="train_pick").set_value("run-empty").run()
+    assert at.button(key="finetune_hist_run-empty").disabled
+    at.selectbox(key="train_pick").set_value("run-done").run()
+    at.button(key="finetune_hist_run-done").click().run()
+    assert_ok(at)
+    assert at.selectbox(key="train_init").value == "run run-done (last.keras)"
+    assert any("Starts from run run-done (last.keras)" in i.value for i in at.info)
+    assert at.selectbox(key="train_model").value == "coursera"
+    assert json.loads(at.text_input(key="train_params").value) == {"dropout": 0.3}
+
+
 # ----------------------------------------------------------------------------------------------
 # Evaluate
 

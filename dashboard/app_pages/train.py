@@ -1,32 +1,39 @@
-"""Train: a form that starts ``python -m training.train``, the live run (Stop, Resume, Restart, curves) and
-the runs table. Layout only: fields and choices come from fercore.train's config; states, progress and the
-table from fercore.runs, which reads run directories defensively (a damaged run never breaks the page)."""
+"""Train: a form that starts ``python -m training.train`` (or previews the model: layers, size, measured time
+per epoch), the live run (Stop, Resume, Restart, curves) and the runs table (fine-tune from a run, compare
+runs). Layout only: fields and choices come from fercore.train's config; states, progress and the table from
+fercore.runs, which reads run directories defensively (a damaged run never breaks the page)."""
 
+import json
 from dataclasses import fields
 from pathlib import Path
 
 import common
 import streamlit as st
+import train_views as views
 
 from fercore import locations, runs
-from fercore.train import Augment, TrainConfig, form_config, init_from_choices, options
+from fercore.train import Augment, TrainConfig, form_config, init_from_choices, options, preview
 
 st.title("Train")
 RUNS = common.runs_dir()
 OPTIONS = options(TrainConfig)
 FORM = ["model", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing", "subset"]
-FORM += ["warmup_epochs", "weight_decay", "export_checkpoint", "class_weights"]
+FORM += ["warmup_epochs", "weight_decay", "export_checkpoint", "class_weights", "mixed_precision"]
+PARAMS_HELP = "Keyword arguments of the architecture (a JSON object); defaults: " + "; ".join(
+    f"{m}: `{json.dumps(preview.builder_params(m))}`" for m in OPTIONS["model"].choices
+)
 
 
 def field_widget(where, name: str):
     """The widget of one config setting, from its type, choices, bounds and help."""
     o, key = OPTIONS[name], f"train_{name}"
+    label = o.label or name.replace("_", " ").capitalize()
     if o.choices:
-        return where.selectbox(o.label, o.choices, index=o.choices.index(o.default), key=key, help=o.help)
+        return where.selectbox(label, o.choices, index=o.choices.index(o.default), key=key, help=o.help)
     if o.type is bool:
-        return where.checkbox(o.label, value=o.default, key=key, help=o.help)
+        return where.checkbox(label, value=o.default, key=key, help=o.help)
     fmt = "%g" if o.type is float else None  # 0.0005, not 0.00
-    return where.number_input(o.label, o.minimum, o.maximum, o.default, key=key, help=o.help, format=fmt)
+    return where.number_input(label, o.minimum, o.maximum, o.default, key=key, help=o.help, format=fmt)
 
 
 def launch(config: dict | None, resume: Path | None = None) -> bool:
@@ -51,6 +58,7 @@ def run_actions(run: runs.RunView, where, key: str) -> None:
             runs.request_stop(run.path)
             st.toast(f"Stop requested for {run.name}: it stops after the current batch.")
         return
+    views.finetune_button(run, init_from_choices(RUNS), a, key)
     resumable = run.state in ("stopped", "failed") and (run.path / runs.LAST).exists()
     resume = b.button("Resume", key=f"resume_{key}", disabled=not resumable, help="continue at the step it stopped")
     restart = c.button("Restart", key=f"restart_{key}", disabled=not run.config, help="a new run, same config")
@@ -58,54 +66,45 @@ def run_actions(run: runs.RunView, where, key: str) -> None:
         st.rerun()
 
 
-def show_problem(run: runs.RunView) -> None:
-    if run.state in ("failed", "unreadable"):
-        st.error(f"Run {run.name} {run.state}: {run.reason}", icon=":material/error:")
-        st.code(runs.log_tail(run.path, 40) or "(empty log)", language="text")
-
-
-def curves(run_dir: Path, key: str) -> None:
-    """Loss and accuracy per epoch (train and validation), loss per batch."""
-    import plotly.express as px
-
-    m = runs.read_metrics(run_dir)
-    epochs, batches, cols = m[m["kind"] == "epoch"], m[m["kind"] == "batch"], st.columns(3)
-    if m.empty:
-        cols[0].caption("No metrics yet.")
-    for col, name in zip(cols, ["loss", "accuracy"], strict=False):
-        if not epochs.empty:
-            long = epochs.melt(id_vars="epoch", value_vars=[name, f"val_{name}"], var_name="series")
-            fig = px.line(long, x="epoch", y="value", color="series", markers=True, title=f"{name} per epoch")
-            col.plotly_chart(fig, key=f"{key}_{name}")
-    if not batches.empty:
-        cols[2].plotly_chart(px.line(batches, x="step", y="loss", title="loss per batch"), key=f"{key}_batch")
-
-
 active = runs.active_run(RUNS)
 with st.expander("New training run", expanded=active is None):
     if active is not None:
         st.info(f"A training is running ({active.name}). One training at a time: stop it or wait for it.")
     starts = init_from_choices(RUNS)
+    views.prefill_note()
     with st.form("train_form"):
         data = st.text_input("Dataset", str(locations.find_dataset() or ""), key="train_data", help=common.ROOTS_HELP)
         cols = [c for _ in FORM[::4] for c in st.columns(4)]  # four settings per row
-        values = {name: field_widget(col, name) for col, name in zip(cols, FORM, strict=True)}
-        start = st.selectbox(OPTIONS["init_from"].label, list(starts), key="train_init", help=OPTIONS["init_from"].help)
+        values = {name: field_widget(col, name) for col, name in zip(cols, FORM, strict=False)}
+        left, right = st.columns(2)
+        start = left.selectbox(
+            OPTIONS["init_from"].label, list(starts), key="train_init", help=OPTIONS["init_from"].help
+        )
+        params = right.text_input("Architecture parameters (JSON)", "{}", key="train_params", help=PARAMS_HELP)
         st.caption("Augmentation")
         augment = {
             f.name: col.checkbox(f.metadata["label"], f.name != "mixup", key=f"train_aug_{f.name}")
             for col, f in zip(st.columns(len(fields(Augment))), fields(Augment), strict=True)
         }
-        submitted = st.form_submit_button("Start training", type="primary")
-if submitted:
+        go, look = st.columns([1, 4])
+        submitted = go.form_submit_button("Start training", type="primary")
+        previewed = look.form_submit_button("Preview the model", help="layers, size and time per epoch; trains nothing")
+if submitted or previewed:
     try:
-        values |= {"data": str(locations.check_dataset_path(data)), "init_from": starts[start]}
+        values |= {"init_from": starts[start], "model_params": preview.check_params(values["model"], params)}
+        values["data"] = views.data_path(data, required=submitted)
         config = form_config(values, augment)
     except common.USER_ERRORS as exc:
-        common.show_error(exc, "Not started")
+        common.show_error(exc, "Not started" if submitted else "No preview")
     else:
-        launch(config)
-        active = runs.active_run(RUNS) or active
+        if submitted:
+            launch(config)
+            active = runs.active_run(RUNS) or active
+        else:
+            st.session_state["train_preview"] = config
+if "train_preview" in st.session_state:
+    with st.container(border=True):
+        views.model_preview(st.session_state["train_preview"])
 
 # The current run (or this session's last one), refreshed every 2 s while it trains
 current = active or (RUNS / st.session_state["train_run"] if "train_run" in st.session_state else None)
@@ -120,8 +119,8 @@ def live(run_dir: Path, was_active: bool) -> None:
     cols[1].metric("Best val. accuracy", f"{best:.1%}" if best is not None else "–")
     cols[2].metric("Elapsed", runs.fmt_duration(runs.elapsed(run)))
     run_actions(run, cols[3], f"live_{run.name}")
-    show_problem(run)
-    curves(run_dir, f"live_{run.name}")
+    views.show_problem(run)
+    views.curves(run_dir, f"live_{run.name}")
     if was_active and not run.active:
         st.rerun()  # the run ended: refresh the whole page (runs table, no more timer)
 
@@ -142,8 +141,9 @@ else:
         st.caption("Its curves are shown above.")
     else:
         run_actions(run, st, f"hist_{run.name}")
-        show_problem(run)
-        curves(run.path, f"hist_{run.name}")
+        views.show_problem(run)
+        views.curves(run.path, f"hist_{run.name}")
+    views.compare(RUNS, st.multiselect("Compare runs", [r["run"] for r in rows], key="train_compare"))
     with st.expander("Config and status"):
         st.json({"config": run.config, "status": run.status, "problems": list(run.problems)}, expanded=False)
         st.code(runs.log_tail(run.path, 30) or "(empty log)", language="text")

@@ -1,0 +1,195 @@
+"""Know a model before training it: its layers, parameters and FLOPs, and how long an epoch will
+take on this machine.
+
+The epoch estimate comes from a short measured probe, not from FLOPs: the same FLOPs cost very
+different times on different CPUs (AVX-512, bfloat16 support, core count, other work running), and
+a person choosing between architectures wants minutes on *their* machine. The probe times a few
+warm training steps of the real model, compiled as a run compiles it, on random 48×48 inputs held
+in memory; data loading and augmentation are not timed (they run beside the steps in tf.data).
+Everything here imports TensorFlow only when a model is built.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fercore.labels import NUM_CLASSES
+from fercore.model import ARCHITECTURES, build_model, count_flops, read_model_config
+from fercore.preprocess import FACE_SIZE
+from fercore.train.config import TrainConfig
+
+EVAL_BATCH = 256  # make_eval_dataset's batch: validation runs at this size whatever the training batch
+_PROBE_LOCK = threading.Lock()  # two probes at once would each time the other's work
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer as a table row."""
+
+    name: str
+    type: str
+    output_shape: str
+    params: int
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What a model is before it is trained: its layers, size and cost per face."""
+
+    name: str
+    params: dict[str, Any]
+    layers: tuple[LayerRow, ...]
+    total_params: int
+    trainable_params: int
+    flops: int  # per 48×48 face, forward pass (see fercore.model.count_flops)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The layer table as records (for a dataframe)."""
+        return [
+            {"layer": r.name, "type": r.type, "output shape": r.output_shape, "parameters": r.params}
+            for r in self.layers
+        ]
+
+
+def builder_params(model_name: str) -> dict[str, Any]:
+    """The keyword parameters of an architecture's builder and their defaults (the form's help and
+    the check of typed parameters use the builder itself, so they never go stale)."""
+    try:
+        builder = ARCHITECTURES[model_name]
+    except KeyError:
+        raise ValueError(f"unknown model {model_name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}") from None
+    sig = inspect.signature(builder)
+    return {n: p.default for n, p in sig.parameters.items() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
+
+
+def check_params(model_name: str, params: Any) -> dict[str, Any]:
+    """``params`` as a dict of the builder's parameters; ValueError for anything else.
+
+    The builders accept and ignore unknown keywords (a saved config may carry old ones), so a typo
+    such as ``width`` for ``widths`` would silently train the default model: refuse it here."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params) if params.strip() else {}
+        except ValueError as exc:
+            raise ValueError(f"architecture parameters: not valid JSON ({exc})") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"architecture parameters: a JSON object, not {type(params).__name__}")
+    known = builder_params(model_name)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"{model_name} has no parameter {', '.join(unknown)}; it takes {', '.join(known)}")
+    return dict(params)
+
+
+def architecture(model_name: str, params: dict[str, Any], init_from: str = "") -> tuple[str, dict[str, Any]]:
+    """The architecture a run will train: the one recorded in ``init_from`` when fine-tuning (the run
+    loads that model whatever the form says), else ``model_name`` with ``params``."""
+    if init_from:
+        stored = read_model_config(init_from) or {}
+        name, stored_params = stored.get("model"), stored.get("model_params")
+        if isinstance(name, str) and name in ARCHITECTURES and isinstance(stored_params, dict):
+            return name, stored_params
+    return model_name, params
+
+
+def summarize(model: Any, params: dict[str, Any] | None = None) -> ModelSummary:
+    """The summary of a built Keras model."""
+    layers = tuple(
+        LayerRow(layer.name, type(layer).__name__, _shape(layer), int(layer.count_params())) for layer in model.layers
+    )
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return ModelSummary(
+        model.name, dict(params or {}), layers, int(model.count_params()), trainable, count_flops(model)
+    )
+
+
+def describe(model_name: str, params: dict[str, Any]) -> ModelSummary:
+    """Build the architecture (no training, no compile) and summarize it."""
+    params = check_params(model_name, params)
+    return summarize(build_model(model_name, **params), params)
+
+
+def _shape(layer: Any) -> str:
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):
+        return "?"
+    return " × ".join("?" if d is None else str(d) for d in tuple(shape)[1:])
+
+
+def probe_seconds_per_step(
+    model_name: str,
+    params: dict[str, Any],
+    batch_size: int,
+    mixed_precision: bool = False,
+    steps: int = 4,
+    warmup: int = 2,
+    training: bool = True,
+) -> float:
+    """Median seconds of one warm step at ``batch_size`` on this machine, right now.
+
+    ``training``: a training step of the model compiled as a run compiles it (optimizer, loss,
+    precision); else a validation step (forward pass and metrics). The first ``warmup`` steps are
+    not timed (tracing, memory allocation). Probes run one at a time in this process."""
+    if batch_size < 1 or steps < 1 or warmup < 0:
+        raise ValueError("batch_size and steps must be ≥ 1, warmup ≥ 0")
+    params = check_params(model_name, params)
+    import keras
+
+    from fercore.train.fit import build_for_training
+
+    config = TrainConfig(model=model_name, model_params=params, batch_size=batch_size, mixed_precision=mixed_precision)
+    rng = np.random.default_rng(0)
+    x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch_size, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32))
+    y = keras.ops.convert_to_tensor(np.eye(NUM_CLASSES, dtype=np.float32)[rng.integers(0, NUM_CLASSES, batch_size)])
+    with _PROBE_LOCK:
+        previous = keras.config.dtype_policy()  # per thread in Keras 3; restored for this thread's next model
+        keras.config.set_dtype_policy("mixed_bfloat16" if mixed_precision else "float32")
+        try:
+            model = build_for_training(config)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        step = model.train_on_batch if training else model.test_on_batch
+        times = []
+        for i in range(warmup + steps):
+            start = time.perf_counter()
+            step(x, y)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def epoch_estimate(
+    seconds_per_step: float,
+    n_train: int,
+    batch_size: int,
+    n_val: int = 0,
+    seconds_per_val_step: float = 0.0,
+    val_batch: int = EVAL_BATCH,
+) -> float:
+    """Seconds of one epoch: its training steps (full batches, as the run takes them) plus the
+    validation pass over ``n_val`` images at ``val_batch``."""
+    from fercore.train.dataset import steps_per_epoch
+
+    if not (math.isfinite(seconds_per_step) and seconds_per_step >= 0 and n_train >= 0 and n_val >= 0):
+        raise ValueError("epoch_estimate needs finite non-negative times and counts")
+    train = steps_per_epoch(n_train, batch_size) * seconds_per_step if n_train else 0.0
+    val = math.ceil(n_val / val_batch) * seconds_per_val_step if n_val else 0.0
+    return train + val
+
+
+def training_images(config: TrainConfig) -> tuple[int, int]:
+    """(training, validation) image counts of a config's data: the split, subset and relabelling of
+    :func:`fercore.train.dataset.prepare_data` itself, so the estimate counts what a run will see."""
+    from fercore.train.dataset import prepare_data
+
+    tx, _, _, vx, _ = prepare_data(config)
+    return len(tx), len(vx)
