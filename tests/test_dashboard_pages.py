@@ -898,6 +898,29 @@ def test_webcam_page_and_bad_ice_config():
 
 
 @requires_default_model
+def test_webcam_calibration_toggle_changes_the_shown_scores(photos_dir):
+    """Calibrating on the (happy) astronaut makes the page show it neutral; the toggle brings raw scores back."""
+    from fercore.baseline import fit_baseline
+    from fercore.image import load_image
+    from fercore.labels import EMOTIONS
+
+    at = open_page("webcam")
+    live = at.session_state["webcam_live"]
+    rgb = load_image(photos_dir / "astronaut.png")
+    for _ in range(4):
+        live.process(rgb)
+    raw = live.drain()[-1][2][0]["scores"]
+    live.calibration.baselines = {1: fit_baseline(np.array([[raw[e] for e in EMOTIONS]]))}
+    live.process(rgb)
+    at.run()
+    assert "face 1: **neutral**" in texts(at) and "Baselines: face 1" in texts(at)
+    at.toggle(key="webcam_calibrated").set_value(False).run()
+    live.process(rgb)
+    at.run()
+    assert "face 1: **happy**" in texts(at)
+
+
+@requires_default_model
 def test_webcam_frame_callback_draws_and_reports(photos_dir):
     """The callback streamlit-webrtc calls per frame: pipeline → track → draw, results on the queue."""
     import av

@@ -133,7 +133,8 @@ def test_photo_upload_shows_the_result(app):
     caption = page.get_by_text(re.compile(r"face 1: \w+")).first.inner_text()
     assert "happy" in caption, caption
     assert page.get_by_text("1 face(s) found").count() == 1
-    assert page.get_by_role("button", name="PNG", exact=True).count() == 1
+    assert page.get_by_role("button", name="Annotated PNG", exact=True).count() == 1
+    assert page.get_by_role("button", name="CSV", exact=True).count() == 1  # one table for the batch
     shot(page, "photo")
 
 

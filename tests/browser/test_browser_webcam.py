@@ -64,6 +64,17 @@ def shown_label(page) -> str | None:
     return m.group(1) if m else None
 
 
+def wait_for_label(page, ok, seconds: float = 15.0) -> str | None:
+    """The label shown for the face once ``ok(label)`` holds (or the last one seen after ``seconds``)."""
+    deadline, label = time.time() + seconds, None
+    while time.time() < deadline:
+        label = shown_label(page)
+        if label is not None and ok(label):
+            break
+        time.sleep(0.5)
+    return label
+
+
 def check_calibration(page) -> None:
     """Calibrating on the (happy) face makes it read neutral; the toggle brings the raw scores back."""
     before = shown_label(page)
@@ -72,12 +83,10 @@ def check_calibration(page) -> None:
     while time.time() < deadline and "Baselines: face" not in page.inner_text("body"):
         time.sleep(0.5)
     assert "Baselines: face" in page.inner_text("body"), "no baseline after calibrating"
-    time.sleep(2.0)
-    calibrated = shown_label(page)
-    page.get_by_text("Show calibrated scores").click()
-    time.sleep(2.5)
-    raw = shown_label(page)
-    page.get_by_text("Show calibrated scores").click()
+    calibrated = wait_for_label(page, lambda label: label == "neutral")
+    page.get_by_text("Show calibrated scores", exact=True).click()
+    raw = wait_for_label(page, lambda label: label != "neutral")
+    page.get_by_text("Show calibrated scores", exact=True).click()
     print(f"webcam: label {before!r} before calibration, {calibrated!r} calibrated, {raw!r} raw")
     assert calibrated == "neutral" and raw == before and raw != calibrated
 
