@@ -134,7 +134,7 @@ def test_photo_upload_shows_the_result(app):
     assert "happy" in caption, caption
     assert page.get_by_text("1 face(s) found").count() == 1
     assert page.get_by_role("button", name="Annotated PNG", exact=True).count() == 1
-    assert page.get_by_role("button", name="CSV", exact=True).count() == 1  # one table for the batch
+    assert page.get_by_role("button", name="CSV (all faces)", exact=True).count() == 1  # one table for the batch
     shot(page, "photo")
 
 
