@@ -4,11 +4,20 @@ The run directory is the only output and the only state: a stop request (STOP fi
 SIGINT) ends training after the current batch with ``checkpoints/last.keras`` saved, and
 ``fit(..., resume=True)`` continues from it at the very step it stopped, so that the steps, the
 epochs, the learning rate, the data order and the augmentation match an uninterrupted run.
+
+Under ``strategy="multiworker"`` (TF_CONFIG names the cluster) every worker runs ``fit`` with the
+same config and run directory, but only the chief writes it and holds the runs folder's lock; the
+other workers train in lockstep and write into a temporary directory that is removed (see
+:func:`is_chief` and docs/distributed.md).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import signal
+import tempfile
 import time
 import traceback
 from collections.abc import Iterable
@@ -37,12 +46,18 @@ class StopFlag:
         self.signalled = True
 
     def __enter__(self) -> StopFlag:
+        self.arm()
+        return self
+
+    def arm(self) -> None:
+        """Install the handlers; again once a MultiWorkerMirroredStrategy exists, whose runtime
+        puts a SIGTERM handler of its own (a preemption notifier that does not stop training)
+        in their place, below Python's notice."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                self._previous[sig] = signal.signal(sig, self._handler)
+                self._previous.setdefault(sig, signal.signal(sig, self._handler))
             except ValueError:  # not in the main thread: the STOP file still works
                 pass
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
@@ -62,6 +77,33 @@ def get_strategy(name: str) -> Any:
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}")
+
+
+def is_chief(strategy: str) -> bool:
+    """Whether this process writes the run directory: always, except for a worker of a
+    ``multiworker`` cluster that is not its chief. The chief is the task of type "chief" if the
+    cluster has one, else worker 0 (TensorFlow's rule). Read from TF_CONFIG, so that it is known
+    before TensorFlow loads and before the runs folder's lock is taken."""
+    if strategy != "multiworker":
+        return True
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError as exc:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({exc})") from None
+    cluster = tf_config.get("cluster") if isinstance(tf_config, dict) else None
+    task = tf_config.get("task") if isinstance(tf_config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict) or not cluster:
+        return True  # no cluster: a single worker, which is its own chief
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
+def num_workers(strategy: Any) -> int:
+    """Worker processes that train together under ``strategy`` (1 unless multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, sum(len(spec.get(job, ())) for job in ("chief", "worker")))
 
 
 def build_for_training(config: TrainConfig, resume_from: Path | None = None, steps_per_epoch: int = 1) -> Any:
@@ -99,8 +141,13 @@ def fit(
     One training at a time per runs folder (``run_dir``'s parent): raises
     :class:`fercore.runs.TrainingBusyError` when another one holds it. ``callbacks`` run before
     the run's own (tests use them to stop at a given step).
+
+    A non-chief worker of a multi-worker job (:func:`is_chief`) takes no lock and writes nothing
+    into ``run_dir``: see :func:`_fit_worker`.
     """
     run_dir = Path(run_dir)
+    if not is_chief(config.strategy):
+        return _fit_worker(config, run_dir, resume, verbose, list(callbacks))
     with runs.training_lock(run_dir.parent, run_dir.name), StopFlag(run_dir) as stop:
         if resume and not (run_dir / runs.LAST).exists():
             raise FileNotFoundError(f"{run_dir}: nothing to resume (no {runs.LAST})")
@@ -132,9 +179,41 @@ def fit(
             raise
 
 
+def _fit_worker(config: TrainConfig, run_dir: Path, resume: bool, verbose: int, extra: list[Any]) -> dict[str, Any]:
+    """A non-chief worker: the same training in lockstep with the chief (every all-reduce, every
+    checkpoint save, as TensorFlow requires of all workers), but what it would write (status,
+    metrics, checkpoints, TensorBoard) goes to a temporary directory that is removed at the end.
+
+    It takes no lock: the lock says which training writes a runs folder, and this one writes
+    none (two workers on one machine would otherwise refuse each other as "busy"). From
+    ``run_dir`` it only reads: a resume's checkpoint and status (so for a resume ``run_dir``
+    must be the chief's, on shared storage or copied), and a STOP file if it can see one.
+    """
+    if resume and not (run_dir / runs.LAST).exists():
+        raise FileNotFoundError(
+            f"{run_dir}: nothing to resume (no {runs.LAST}; a worker needs the chief's run directory)"
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="fer-worker-"))
+    try:
+        with StopFlag(run_dir) as stop:
+            return _train(config, scratch, resume, verbose, extra, stop, source=run_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _train(
-    config: TrainConfig, run_dir: Path, resume: bool, verbose: int, extra: list[Any], stop: StopFlag
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    verbose: int,
+    extra: list[Any],
+    stop: StopFlag,
+    source: Path | None = None,
 ) -> dict[str, Any]:
+    """Train, writing into ``run_dir``; a resume reads ``source`` (default: ``run_dir``; a
+    non-chief worker writes a scratch directory and reads the chief's run directory)."""
+    chief = source is None
+    source = run_dir if source is None else source
     tx, ty, tw, vx, vy = prepare_data(config)  # bad data fails here, before TensorFlow loads
     import keras
 
@@ -143,25 +222,35 @@ def _train(
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if config.mixed_precision else "float32")
     strategy = get_strategy(config.strategy)
-    if strategy.num_replicas_in_sync > 1:
+    stop.arm()  # a MultiWorkerMirroredStrategy has just replaced the SIGTERM handler
+    replicas = strategy.num_replicas_in_sync
+    batch = min(config.batch_size, len(tx))
+    if batch % replicas:  # tf.data would split it unevenly, and the replicas' means would be skewed
+        raise ValueError(
+            f"batch size {batch} does not split evenly over {replicas} replicas: choose a multiple of {replicas}"
+        )
+    if replicas > 1:
         # every replica must get an equal share of each batch: trim the validation set to a
-        # multiple of the replica count (eval batches of 256 then always split evenly)
-        keep = len(vx) - len(vx) % strategy.num_replicas_in_sync
+        # multiple of the replica count (and evaluate in batches that are one too)
+        keep = len(vx) - len(vx) % replicas
         vx, vy = vx[:keep], vy[:keep]
     spe = steps_per_epoch(len(tx), config.batch_size)
     total = config.epochs * spe
     with strategy.scope():
-        model = build_for_training(config, run_dir / runs.LAST if resume else None, spe)
+        model = build_for_training(config, source / runs.LAST if resume else None, spe)
     if resume:
         from fercore.model import read_model_config
 
-        restore_rng(model, read_model_config(run_dir / runs.LAST))
+        restore_rng(model, read_model_config(source / runs.LAST))
+    workers = num_workers(strategy)
+    if workers > 1:
+        _fix_keras_multiworker(model, (tx[:1, ..., None].astype("float32"), ty[:1], tw[:1]))
     step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-    prior = runs.read_status(run_dir).get("best_val_accuracy") if resume else None
+    prior = runs.read_status(source).get("best_val_accuracy") if resume else None
     best = prior if prior is not None else -1.0
     if resume:  # rows logged after the checkpoint (a kill) are trained again: drop them
         runs.truncate_metrics(run_dir, step)
-    logger = RunLogger(run_dir, config, spe, stop, best)
+    logger = RunLogger(run_dir, config, spe, _agreed(stop, strategy) if workers > 1 else stop, best)
     cbs = [*extra, logger, *_keras_callbacks(config, run_dir)]
     runs.update_status(
         run_dir,
@@ -173,7 +262,7 @@ def _train(
         step=step,
         epoch=min(step // spe + 1, config.epochs),
     )
-    val_ds = _distributable(make_eval_dataset(vx, vy), config)
+    val_ds = _distributable(make_eval_dataset(vx, vy, max(1, 256 // replicas) * replicas), config)
     epoch, offset = divmod(step, spe)
     if offset and step < total:  # resumed mid-epoch: finish that epoch first
         end = (epoch + 1) * spe
@@ -203,8 +292,50 @@ def _train(
         )
     if logger.stopped:
         return runs.update_status(run_dir, state="stopped", finished=time.time())
-    export_error = export_final(run_dir, config)
+    export_error = export_final(run_dir, config) if chief else None  # no collectives: the chief's alone
     return runs.update_status(run_dir, state="finished", finished=time.time(), export_error=export_error)
+
+
+def _agreed(stop: StopFlag, strategy: Any) -> Any:
+    """A stop flag that all workers agree on: true after a batch when any worker's own flag is
+    (the chief sees the STOP file, a signal reaches any one worker). Workers that disagreed
+    would hang, the ones that went on waiting in the next step's all-reduce for the ones that
+    stopped. One tiny all-reduce per batch, which every worker calls at the same point (in a
+    tf.function: about half the cost of an eager one, a few ms on loopback)."""
+    import tensorflow as tf
+
+    @tf.function
+    def count(flag: Any) -> Any:
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(flag,)), axis=None)
+
+    return lambda: float(count(tf.constant(1.0 if stop() else 0.0))) > 0
+
+
+def _fix_keras_multiworker(model: Any, example: tuple[Any, ...]) -> None:
+    """Work around Keras 3's MultiWorkerMirroredStrategy path in ``fit`` (keras-team/keras#20585,
+    still so in Keras 3.15), on this model only:
+
+    - before training, ``fit`` all-reduces a whole input batch across workers only to learn its
+      shapes, and TensorFlow's collective reduce takes no (x, y, weight) tuple: the build gets
+      ``example``, one local batch, instead (same shapes, no communication);
+    - after every step it MEAN-reduces each metric across workers along axis 0, which a scalar
+      does not have: the steps return their metrics as 1-element vectors, whose mean along
+      axis 0 over all replicas is the mean of the replicas' values — what Keras intended. With
+      equal shards (see ``_train``) that is the metric of the whole global batch, and every
+      worker logs the same numbers, so that their callbacks decide alike (best checkpoint,
+      early stopping, learning-rate plateaus).
+    """
+    import keras
+    import tensorflow as tf
+
+    build, train_step, test_step = model._maybe_symbolic_build, model.train_step, model.test_step
+
+    def as_vectors(logs: Any) -> Any:
+        return keras.tree.map_structure(lambda v: tf.reshape(v, [1]), logs)
+
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=example)
+    model.train_step = lambda data: as_vectors(train_step(data))
+    model.test_step = lambda data: as_vectors(test_step(data))
 
 
 def _keras_callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
