@@ -11,7 +11,7 @@ from typing import Any
 import common
 import streamlit as st
 
-from fercore import runs
+from fercore import locations, runs
 from fercore.train import MODELS, TrainConfig, preview, steps_per_epoch
 
 PROBED = "train_probed"  # session state: the probe keys this session asked for
@@ -74,6 +74,11 @@ def data_path(text: str, required: bool) -> str:
         if required:
             raise
         return ""
+
+
+def relabel_path(text: str) -> str:
+    """A relabel CSV (from the Dataset page's label-noise tab or ``training.audit``) inside the data roots."""
+    return str(locations.check_data_file(text, "relabel file")) if text.strip() else ""
 
 
 def model_preview(config: dict[str, Any]) -> None:

@@ -100,6 +100,21 @@ def check_dataset_path(path: str | os.PathLike[str]) -> Path:
     return real
 
 
+def check_data_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """The resolved path of a file inside a data root (e.g. a relabel CSV); the same DataError for any
+    path outside the roots, existing or not."""
+    text = str(path).strip()
+    shown = "".join(c if c.isprintable() else "?" for c in text)[:200]
+    if not text:
+        raise DataError(f"no {what} path given")
+    if not within_data_roots(text):
+        raise DataError(_outside_message(shown))
+    real = Path(text).expanduser().resolve()
+    if not real.is_file():
+        raise DataError(f"{shown}: no such {what}")
+    return real
+
+
 def data_candidates() -> list[Path]:
     """Where the dataset is looked for, in order: $FER_DATA, data/ in the project, the shared fer2013/."""
     out: list[Path] = []

@@ -53,6 +53,7 @@ def test_metrics_json_matches_measurement(tflite_result):
 
 
 def test_models_folder_is_lean():
-    total = sum(p.stat().st_size for p in SHIPPED_MODEL_DIR.iterdir() if p.is_file())
-    assert total <= 30 * 1024 * 1024
+    """Everything under models/ (tiers and members included) stays under 60 MB."""
+    total = sum(p.stat().st_size for p in SHIPPED_MODEL_DIR.rglob("*") if p.is_file())
+    assert total <= 60 * 1024 * 1024
     assert (SHIPPED_MODEL_DIR / "MODEL_CARD.md").exists()

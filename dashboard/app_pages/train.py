@@ -76,11 +76,12 @@ with st.expander("New training run", expanded=active is None):
         data = st.text_input("Dataset", str(locations.find_dataset() or ""), key="train_data", help=common.ROOTS_HELP)
         cols = [c for _ in FORM[::4] for c in st.columns(4)]  # four settings per row
         values = {name: field_widget(col, name) for col, name in zip(cols, FORM, strict=False)}
-        left, right = st.columns(2)
+        left, mid, right = st.columns(3)
         start = left.selectbox(
             OPTIONS["init_from"].label, list(starts), key="train_init", help=OPTIONS["init_from"].help
         )
-        params = right.text_input("Architecture parameters (JSON)", "{}", key="train_params", help=PARAMS_HELP)
+        params = mid.text_input("Architecture parameters (JSON)", "{}", key="train_params", help=PARAMS_HELP)
+        relabel = right.text_input("Relabel file (optional)", key="train_relabel", help=OPTIONS["relabel"].help)
         st.caption("Augmentation")
         augment = {
             f.name: col.checkbox(f.metadata["label"], f.name != "mixup", key=f"train_aug_{f.name}")
@@ -92,7 +93,7 @@ with st.expander("New training run", expanded=active is None):
 if submitted or previewed:
     try:
         values |= {"init_from": starts[start], "model_params": preview.check_params(values["model"], params)}
-        values["data"] = views.data_path(data, required=submitted)
+        values |= {"data": views.data_path(data, required=submitted), "relabel": views.relabel_path(relabel)}
         config = form_config(values, augment)
     except common.USER_ERRORS as exc:
         common.show_error(exc, "Not started" if submitted else "No preview")
