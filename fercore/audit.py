@@ -317,6 +317,9 @@ def apply_relabel(dataset: Dataset, path: str | os.PathLike[str]) -> Dataset:
     labelling fails loudly instead of relabelling the wrong faces."""
     changes = read_relabel(path)
     rows = dataset.rows()
+    known = rows[rows >= 0]
+    if len(np.unique(known)) != len(known):  # e.g. folders whose file numbers restart in every split
+        raise DataError(f"{path}: the data set's row numbers are not unique, so rows cannot name faces")
     where = {int(r): i for i, r in enumerate(rows.tolist()) if r >= 0}
     unknown = [r for r in changes if r not in where]
     if unknown:

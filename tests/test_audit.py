@@ -368,3 +368,16 @@ def test_real_data_slice(fer_dir, real_slice, tmp_path, capsys):
     train = load_dataset(real_slice).split("train")
     fixed = apply_relabel(train, tmp_path / "r.csv")
     assert (fixed.labels != train.labels).sum() == len(out["suspects"])
+
+
+def test_relabel_refuses_data_whose_row_numbers_repeat(class_folder, tmp_path):
+    """The generated layout numbers files from 0 in each split: a row would name a train and a test face."""
+    from fercore.audit import apply_relabel
+    from fercore.data import load_dataset
+    from fercore.types import DataError
+
+    ds = load_dataset(class_folder)
+    file = tmp_path / "relabel.csv"
+    file.write_text("row,old_label,new_label\n0,angry,happy\n")
+    with pytest.raises(DataError, match="not unique"):
+        apply_relabel(ds, file)
