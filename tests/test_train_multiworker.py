@@ -127,7 +127,7 @@ def _tensorboard_pids(run: Path) -> set[int]:
     ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, False),
 ])  # fmt: skip
 def test_the_chief_is_worker_0_or_the_chief_task(monkeypatch, tf_config, chief):
-    from fercore.train.fit import is_chief
+    from fercore.train.distributed import is_chief
 
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)

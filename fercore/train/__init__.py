@@ -23,7 +23,8 @@ from fercore.train.dataset import (
     steps_per_epoch,
     stratified_subset,
 )
-from fercore.train.fit import build_for_training, export_final, fit, get_strategy
+from fercore.train.distributed import get_strategy
+from fercore.train.fit import build_for_training, export_final, fit
 from fercore.train.schedule import make_schedule
 
 __all__ = [

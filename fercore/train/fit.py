@@ -13,8 +13,6 @@ other workers train in lockstep and write into a temporary directory that is rem
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
 import tempfile
@@ -28,6 +26,14 @@ from typing import Any
 from fercore import runs
 from fercore.train.config import TrainConfig
 from fercore.train.dataset import make_eval_dataset, make_train_dataset, prepare_data, steps_per_epoch
+from fercore.train.distributed import (
+    agreed_stop,
+    distributable,
+    fix_keras_multiworker,
+    get_strategy,
+    is_chief,
+    num_workers,
+)
 from fercore.train.schedule import FLOORS, attach_schedule, make_schedule
 
 
@@ -62,48 +68,6 @@ class StopFlag:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def get_strategy(name: str) -> Any:
-    """A tf.distribute strategy: default, mirrored (all local devices) or multiworker (TF_CONFIG)."""
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        cpus = tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in (gpus or cpus)])
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r}")
-
-
-def is_chief(strategy: str) -> bool:
-    """Whether this process writes the run directory: always, except for a worker of a
-    ``multiworker`` cluster that is not its chief. The chief is the task of type "chief" if the
-    cluster has one, else worker 0 (TensorFlow's rule). Read from TF_CONFIG, so that it is known
-    before TensorFlow loads and before the runs folder's lock is taken."""
-    if strategy != "multiworker":
-        return True
-    try:
-        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    except ValueError as exc:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({exc})") from None
-    cluster = tf_config.get("cluster") if isinstance(tf_config, dict) else None
-    task = tf_config.get("task") if isinstance(tf_config, dict) else None
-    if not isinstance(cluster, dict) or not isinstance(task, dict) or not cluster:
-        return True  # no cluster: a single worker, which is its own chief
-    if "chief" in cluster:
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
-
-
-def num_workers(strategy: Any) -> int:
-    """Worker processes that train together under ``strategy`` (1 unless multi-worker)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    return max(1, sum(len(spec.get(job, ())) for job in ("chief", "worker")))
 
 
 def build_for_training(config: TrainConfig, resume_from: Path | None = None, steps_per_epoch: int = 1) -> Any:
@@ -244,13 +208,13 @@ def _train(
         restore_rng(model, read_model_config(source / runs.LAST))
     workers = num_workers(strategy)
     if workers > 1:
-        _fix_keras_multiworker(model, (tx[:1, ..., None].astype("float32"), ty[:1], tw[:1]))
+        fix_keras_multiworker(model, (tx[:1, ..., None].astype("float32"), ty[:1], tw[:1]))
     step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     prior = runs.read_status(source).get("best_val_accuracy") if resume else None
     best = prior if prior is not None else -1.0
     if resume:  # rows logged after the checkpoint (a kill) are trained again: drop them
         runs.truncate_metrics(run_dir, step)
-    logger = RunLogger(run_dir, config, spe, _agreed(stop, strategy) if workers > 1 else stop, best)
+    logger = RunLogger(run_dir, config, spe, agreed_stop(stop, strategy) if workers > 1 else stop, best)
     cbs = [*extra, logger, *_keras_callbacks(config, run_dir)]
     runs.update_status(
         run_dir,
@@ -262,11 +226,11 @@ def _train(
         step=step,
         epoch=min(step // spe + 1, config.epochs),
     )
-    val_ds = _distributable(make_eval_dataset(vx, vy, max(1, 256 // replicas) * replicas), config)
+    val_ds = distributable(make_eval_dataset(vx, vy, max(1, 256 // replicas) * replicas), config)
     epoch, offset = divmod(step, spe)
     if offset and step < total:  # resumed mid-epoch: finish that epoch first
         end = (epoch + 1) * spe
-        train_ds = _distributable(make_train_dataset(tx, ty, tw, config, step, end), config)
+        train_ds = distributable(make_train_dataset(tx, ty, tw, config, step, end), config)
         model.fit(
             train_ds,
             validation_data=val_ds,
@@ -279,7 +243,7 @@ def _train(
         )
         epoch += 1
     if epoch < config.epochs and not logger.stopped:
-        train_ds = _distributable(make_train_dataset(tx, ty, tw, config, epoch * spe, total), config)
+        train_ds = distributable(make_train_dataset(tx, ty, tw, config, epoch * spe, total), config)
         model.fit(
             train_ds,
             validation_data=val_ds,
@@ -296,48 +260,6 @@ def _train(
     return runs.update_status(run_dir, state="finished", finished=time.time(), export_error=export_error)
 
 
-def _agreed(stop: StopFlag, strategy: Any) -> Any:
-    """A stop flag that all workers agree on: true after a batch when any worker's own flag is
-    (the chief sees the STOP file, a signal reaches any one worker). Workers that disagreed
-    would hang, the ones that went on waiting in the next step's all-reduce for the ones that
-    stopped. One tiny all-reduce per batch, which every worker calls at the same point (in a
-    tf.function: about half the cost of an eager one, a few ms on loopback)."""
-    import tensorflow as tf
-
-    @tf.function
-    def count(flag: Any) -> Any:
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(flag,)), axis=None)
-
-    return lambda: float(count(tf.constant(1.0 if stop() else 0.0))) > 0
-
-
-def _fix_keras_multiworker(model: Any, example: tuple[Any, ...]) -> None:
-    """Work around Keras 3's MultiWorkerMirroredStrategy path in ``fit`` (keras-team/keras#20585,
-    still so in Keras 3.15), on this model only:
-
-    - before training, ``fit`` all-reduces a whole input batch across workers only to learn its
-      shapes, and TensorFlow's collective reduce takes no (x, y, weight) tuple: the build gets
-      ``example``, one local batch, instead (same shapes, no communication);
-    - after every step it MEAN-reduces each metric across workers along axis 0, which a scalar
-      does not have: the steps return their metrics as 1-element vectors, whose mean along
-      axis 0 over all replicas is the mean of the replicas' values — what Keras intended. With
-      equal shards (see ``_train``) that is the metric of the whole global batch, and every
-      worker logs the same numbers, so that their callbacks decide alike (best checkpoint,
-      early stopping, learning-rate plateaus).
-    """
-    import keras
-    import tensorflow as tf
-
-    build, train_step, test_step = model._maybe_symbolic_build, model.train_step, model.test_step
-
-    def as_vectors(logs: Any) -> Any:
-        return keras.tree.map_structure(lambda v: tf.reshape(v, [1]), logs)
-
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=example)
-    model.train_step = lambda data: as_vectors(train_step(data))
-    model.test_step = lambda data: as_vectors(test_step(data))
-
-
 def _keras_callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
     import keras
 
@@ -348,17 +270,6 @@ def _keras_callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.early_stopping))
     tb = keras.callbacks.TensorBoard(log_dir=str(run_dir / runs.TENSORBOARD), write_graph=False, update_freq="epoch")
     return [*cbs, tb]
-
-
-def _distributable(ds: Any, config: TrainConfig) -> Any:
-    """Shard batches across replicas (not files) under the mirrored/multiworker strategies."""
-    if config.strategy == "default":
-        return ds
-    import tensorflow as tf
-
-    opts = tf.data.Options()
-    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(opts)
 
 
 def export_final(run_dir: Path, config: TrainConfig) -> str | None:
