@@ -9,14 +9,13 @@ while the camera plays. See docs/webcam.md for running it beyond localhost (HTTP
 import os
 
 import common
-import plotly.express as px
 import streamlit as st
+import webcam_views as views
 
 from fercore.baseline import NEUTRAL_TARGET
 from fercore.classify import stream_model_path
 from fercore.image import encode_png
-from fercore.labels import COLORS_HEX, EMOTIONS
-from fercore.live import MAX_RECORD_SECONDS, LiveHistory, LiveSession, parse_ice_servers
+from fercore.live import MAX_RECORD_SECONDS, LiveSession, parse_ice_servers
 
 st.title("Webcam")
 
@@ -95,84 +94,5 @@ k2.caption(
 )
 
 
-def readout() -> None:
-    hist: LiveHistory = st.session_state.setdefault("webcam_history", LiveHistory())
-    hist.extend(live.drain())
-    stats = hist.stats()
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Faces in view", len(stats["faces"]))
-    m2.metric("FPS", f"{stats['fps']:.1f}")
-    m3.metric("Latency per frame", f"{stats['latency_ms']:.0f} ms")
-    rec = live.recording
-    m4.metric("Recording", f"{rec.elapsed:.0f} / {rec.max_seconds:.0f} s" if rec else "off")
-    st.markdown(f"frames processed: {live.frames}")
-    if live.calibration.baselines:
-        st.caption(
-            "Baselines: "
-            + "; ".join(
-                f"face {i}: " + ", ".join(f"{e} {v:.0%}" for e, v in zip(EMOTIONS, b, strict=True) if v >= 0.05)
-                for i, b in live.calibration.baselines.items()
-            )
-        )
-    if stats["faces"]:
-        st.markdown(
-            " · ".join(
-                f"<span style='color:{COLORS_HEX.get(f['label'], '#888')}'>■</span> face {f['face_id']}: "
-                f"**{f['label']}** {f['scores'].get(f['label'], 0):.0%} at {tuple(f['box'])}"
-                for f in stats["faces"]
-            ),
-            unsafe_allow_html=True,
-        )
-    df = hist.table()
-    if df.empty:
-        return
-    fig = px.line(
-        df,
-        x="t",
-        y="p",
-        color="emotion",
-        facet_row="face",
-        color_discrete_map=COLORS_HEX,
-        category_orders={"emotion": list(EMOTIONS)},
-        labels={"t": "seconds ago", "p": "probability"},
-        title="Emotions per face (last 20 s)",
-    )
-    fig.update_layout(height=220 + 160 * df["face"].nunique())
-    fig.update_yaxes(range=[0, 1])
-    st.plotly_chart(fig, key="webcam_chart")
-
-
-st.fragment(readout, run_every=1.0 if playing else None)()
-
-recorded = st.session_state.get("webcam_recorded")
-if recorded is not None:
-    st.subheader(f"Recording: {recorded.seconds:.1f} s, {recorded.frames} frames, {len(recorded.table)} face rows")
-    d1, d2, d3 = st.columns(3)
-    d1.download_button("CSV", recorded.csv(), "recording.csv", "text/csv", key="rec_csv", icon=":material/download:")
-    d2.download_button(
-        "JSON", recorded.json(), "recording.json", "application/json", key="rec_json", icon=":material/download:"
-    )
-    d3.download_button("MP4", recorded.mp4, "recording.mp4", "video/mp4", key="rec_mp4", icon=":material/download:")
-    summary = recorded.summary()
-    if summary.empty:
-        st.info("No face was seen while recording.")
-    else:
-        st.dataframe(
-            summary,
-            hide_index=True,
-            key="rec_summary",
-            column_config={e: st.column_config.NumberColumn(format="percent") for e in EMOTIONS},
-        )
-        timeline = recorded.table.melt(
-            id_vars=["time_s", "face_id"], value_vars=list(EMOTIONS), var_name="emotion", value_name="p"
-        )
-        fig = px.line(
-            timeline,
-            x="time_s",
-            y="p",
-            color="emotion",
-            facet_row="face_id",
-            color_discrete_map=COLORS_HEX,
-            title="Timeline of the recording",
-        )
-        st.plotly_chart(fig, key="rec_timeline")
+st.fragment(views.readout, run_every=1.0 if playing else None)(live)
+views.recording(st.session_state.get("webcam_recorded"))
