@@ -1,7 +1,7 @@
 """fercore.uploads: hostile uploads are refused quickly, in bounded memory, leaving nothing on disk.
 
 Each hostile case runs ``load_uploaded`` in a fresh Python process (so its peak memory can be read
-from ``ru_maxrss``) with its working folder, temp folder and upload folder inside the test's own
+from ``VmHWM`` after a reset) with its working folder, temp folder and upload folder inside the test's own
 folder; afterwards that folder must hold exactly what it held before.
 """
 
@@ -40,11 +40,19 @@ from pathlib import Path
 from fercore.types import DataError
 from fercore.uploads import load_uploaded
 
+def hwm_kb():
+    # VmHWM, reset below: ru_maxrss would carry the forking parent's peak across exec
+    with open("/proc/self/status") as fh:
+        return int(next(line for line in fh if line.startswith("VmHWM:")).split()[1])
+
+
 src, name, base = sys.argv[1:4]
 data = Path(src).read_bytes()
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # reset the peak to the current RSS
 with open("/proc/self/statm") as fh:
     before_kb = int(fh.read().split()[1]) * resource.getpagesize() // 1024
-high_water_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+high_water_kb = hwm_kb()
 t0 = time.perf_counter()
 error = None
 try:
@@ -52,7 +60,7 @@ try:
 except DataError as exc:
     error = str(exc)
 seconds = time.perf_counter() - t0
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak_kb = hwm_kb()
 print(json.dumps({"error": error, "seconds": seconds, "extra_mb": (peak_kb - before_kb) / 1024,
                   "high_water_rise_mb": (peak_kb - high_water_kb) / 1024}))
 """
