@@ -82,20 +82,11 @@ def peer_latency(
 
 
 def frame_from_photo(path: Path, width: int = 640, height: int = 480) -> np.ndarray:
-    """The photo scaled to fit ``width``×``height`` and centred on black (as frame_latency does)."""
-    import cv2
+    """The photo scaled to fit ``width``×``height`` and centred on black (frame_latency's frames)."""
+    from bench.frame_latency import make_frame
+    from fercore.image import load_image
 
-    bgr = cv2.imread(str(path))
-    if bgr is None:
-        raise ValueError(f"{path}: cannot read image")
-    h, w = bgr.shape[:2]
-    s = min(width / w, height / h)
-    nw, nh = round(w * s), round(h * s)
-    small = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    frame = np.zeros((height, width, 3), np.uint8)
-    y0, x0 = (height - nh) // 2, (width - nw) // 2
-    frame[y0 : y0 + nh, x0 : x0 + nw] = small
-    return np.ascontiguousarray(frame[:, :, ::-1])
+    return make_frame(load_image(path), width, height)
 
 
 def main(argv: list[str] | None = None) -> int:
