@@ -15,6 +15,17 @@ import streamlit as st
 
 st.set_page_config(page_title="FER toolkit", page_icon=":material/mood:", layout="wide")
 
+
+@st.cache_resource(show_spinner=False)
+def _sweep_stale_uploads() -> int:
+    """Once per server start: remove upload folders a crashed server left behind."""
+    from fercore.uploads import sweep_stale_uploads
+
+    return sweep_stale_uploads()
+
+
+_sweep_stale_uploads()
+
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
     st.Page("app_pages/dataset.py", title="Dataset", icon=":material/dataset:", url_path="dataset"),
