@@ -185,15 +185,10 @@ def face_grid(images: Any, captions: list[str] | None = None, cols: int = 8, wid
             col.image(np.clip(np.asarray(img), 0, 255).astype("uint8"), caption=cap or None, width=width)
 
 
-# ----------------------------------------------------------------------------------------------
-# fercore's one definitions, as the pages call them
-find_dataset = locations.find_dataset
-check_dataset_path = locations.check_dataset_path
-available_models = catalog.available_models
-keras_model_for = catalog.keras_model_for
-
-
-def runs_dir() -> Path:
-    from fercore import runs
-
-    return runs.default_runs_dir()
+def paged_face_grid(images: Any, idx: Any, captions: list[str], key: str, what: str, per_page: int = 48) -> None:
+    """Faces ``images[idx]`` (captions aligned with ``idx``), ``per_page`` to a page with a pager."""
+    n_pages = max(1, -(-len(idx) // per_page))
+    page = st.pagination(n_pages, key=key)
+    lo = (page - 1) * per_page
+    st.caption(f"{len(idx):,} {what} · page {page} of {n_pages}")
+    face_grid(images[idx[lo : lo + per_page]], captions[lo : lo + per_page], cols=12, width=64)

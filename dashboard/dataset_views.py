@@ -45,16 +45,6 @@ def _ferplus(_ds: Any, key: str, votes: str) -> Any:
     return stats.ferplus_agreement(_ds, votes)
 
 
-def paged_grid(images: np.ndarray, idx: np.ndarray, captions: list[str], key: str, what: str) -> None:
-    """Faces ``images[idx]`` 48 to a page."""
-    per_page = 48
-    n_pages = max(1, -(-len(idx) // per_page))
-    page = st.pagination(n_pages, key=key)
-    lo = (page - 1) * per_page
-    st.caption(f"{len(idx):,} {what} · page {page} of {n_pages}")
-    common.face_grid(images[idx[lo : lo + per_page]], captions[lo : lo + per_page], cols=12, width=64)
-
-
 def counts(ds: Any, key: str) -> None:
     table = _counts(ds, key)
     long = table.reset_index().melt(id_vars="split", var_name="emotion", value_name="images")
@@ -84,7 +74,7 @@ def samples(ds: Any, split_choices: list[str]) -> None:
     if len(idx) == 0:
         st.info(f"No {emotion} images in this split.")
         return
-    paged_grid(
+    common.paged_face_grid(
         ds.images,
         idx,
         [Path(str(ds.ids[i])).stem[:12] for i in idx],
@@ -224,7 +214,7 @@ def label_noise(ds: Any, key: str, votes_path: Path | None, split_choices: list[
         format_func=lambda p: p if p == "all" else f"{p}: {pairs[p]}",
     )
     chosen = [s for s in result.suspects if pair == "all" or f"{s.label}->{s.suggested}" == pair]
-    paged_grid(
+    common.paged_face_grid(
         sub.images,
         np.array([s.index for s in chosen], dtype=int),
         [f"{s.label}→{s.suggested} {s.confidence:.0%} {s.reason}" for s in chosen],

@@ -77,22 +77,9 @@ def mistakes(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, proba: 
     if pred_f != "any":
         sel = sel[y_pred[sel] == EMOTIONS.index(pred_f)]
     sel = sel[np.argsort(-proba[sel, y_pred[sel]])] if len(sel) else sel
-    grid(
-        images,
-        sel,
-        [f"{EMOTIONS[y_true[i]]}→{EMOTIONS[y_pred[i]]} {proba[i, y_pred[i]]:.0%}" for i in sel],
-        f"eval_page_{true_f}_{pred_f}",
-        "true → predicted (confidence)",
-    )
-
-
-def grid(images: np.ndarray, sel: np.ndarray, captions: list[str], key: str, what: str, per_page: int = 36) -> None:
-    """A paginated grid of faces ``images[sel]``."""
-    n_pages = max(1, -(-len(sel) // per_page))
-    page = st.pagination(n_pages, key=key)
-    lo = (page - 1) * per_page
-    st.caption(f"{len(sel):,} faces · page {page} of {n_pages} · caption: {what}")
-    common.face_grid(images[sel[lo : lo + per_page]], captions[lo : lo + per_page], cols=12, width=64)
+    captions = [f"{EMOTIONS[y_true[i]]}→{EMOTIONS[y_pred[i]]} {proba[i, y_pred[i]]:.0%}" for i in sel]
+    what = "faces · caption: true → predicted (confidence)"
+    common.paged_face_grid(images, sel, captions, f"eval_page_{true_f}_{pred_f}", what, per_page=36)
 
 
 def comparison(cmp: Comparison, names: tuple[str, str], images: np.ndarray) -> None:
@@ -116,4 +103,5 @@ def comparison(cmp: Comparison, names: tuple[str, str], images: np.ndarray) -> N
         )
     sel = cmp.disagreements()
     st.markdown(f"**Faces the two models label differently: {len(sel):,}**")
-    grid(images, sel, [cmp.caption(int(i)) for i in sel], "cmp_page", "true · a · b (✓ = right)")
+    captions = [cmp.caption(int(i)) for i in sel]
+    common.paged_face_grid(images, sel, captions, "cmp_page", "faces · caption: true · a · b (✓ = right)", per_page=36)

@@ -69,7 +69,7 @@ def _images(config_json: str, data_key: str) -> tuple[int, int]:
 def data_path(text: str, required: bool) -> str:
     """The checked dataset path; a preview goes on without one (it then gives the time per 1,000 images)."""
     try:
-        return str(common.check_dataset_path(text))
+        return str(locations.check_dataset_path(text))
     except common.USER_ERRORS:
         if required:
             raise

@@ -15,7 +15,7 @@ from fercore import locations, runs
 from fercore.train import Augment, TrainConfig, form_config, init_from_choices, options, preview
 
 st.title("Train")
-RUNS = common.runs_dir()
+RUNS = runs.default_runs_dir()
 OPTIONS = options(TrainConfig)
 FORM = ["model", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing", "subset"]
 FORM += ["warmup_epochs", "weight_decay", "export_checkpoint", "class_weights", "mixed_precision"]
