@@ -9,7 +9,6 @@ uploaded zip) of pixel bombs, decoded by several threads at once, must not exhau
 
 from __future__ import annotations
 
-import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from fercore.dataset import Dataset, LoadReport, normalize_split
 from fercore.image import decode_image, to_gray
 from fercore.labels import EMOTIONS, canonical_emotion
 from fercore.preprocess import resize_face
-from fercore.types import DataError, ImageError
+from fercore.types import DataError, ImageError, ImageTooLargeError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 MAX_FACE_FILE_BYTES = 32 * 1024**2
@@ -108,24 +107,11 @@ def _read_face(path: str) -> np.ndarray | str:
             return f"file larger than {MAX_FACE_FILE_BYTES // 1024**2} MB"
         with open(path, "rb") as fh:
             data = fh.read()
-        if _header_pixels(data) > MAX_FACE_PIXELS:
-            return f"more than {MAX_FACE_PIXELS / 1e6:.0f} megapixels"
-        return square_face(to_gray(decode_image(data, path)))
+        return square_face(to_gray(decode_image(data, path, max_pixels=MAX_FACE_PIXELS)))
+    except ImageTooLargeError:  # the header's size, checked before decoding
+        return f"more than {MAX_FACE_PIXELS / 1e6:.0f} megapixels"
     except (ImageError, OSError):
         return UNREADABLE
-
-
-def _header_pixels(data: bytes) -> int:
-    """Pixel count the header claims (0 when Pillow cannot tell: the decoder then says why)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return int(im.size[0]) * int(im.size[1])
-    except Image.DecompressionBombError:  # Pillow refuses far larger headers itself
-        return MAX_FACE_PIXELS + 1
-    except Exception:  # noqa: BLE001 - any other failure is reported by decode_image
-        return 0
 
 
 def square_face(gray: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from fercore.types import ImageError
+from fercore.types import ImageError, ImageTooLargeError
 
 MAX_PIXELS: int = 200_000_000
 
@@ -59,8 +59,11 @@ def _read_file(path: Path) -> bytes:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def decode_image(data: bytes, name: str = "image") -> np.ndarray:
-    """Decode encoded image bytes (any format Pillow reads) into RGB uint8, honouring EXIF orientation."""
+def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (any format Pillow reads) into RGB uint8, honouring EXIF orientation.
+
+    A header claiming more than ``max_pixels`` (at most ``MAX_PIXELS``) raises ``ImageTooLargeError``
+    before any pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -70,7 +73,7 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:  # reads the header only
-                _check_size(im.size, name)
+                _check_size(im.size, name, min(max_pixels, MAX_PIXELS))
                 fast_ok = im.format in _FAST_FORMATS and im.mode in _FAST_MODES and "transparency" not in im.info
                 if fast_ok and _looks_complete(str(im.format), data):
                     fast = _decode_with_opencv(data, im.size)
@@ -84,7 +87,7 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image, or a format we cannot read") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{name}: larger than the {MAX_PIXELS // 1_000_000}-megapixel limit") from None
+        raise ImageTooLargeError(f"{name}: larger than the {MAX_PIXELS // 1_000_000}-megapixel limit") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated or corrupt data as OSError ("image file is truncated …")
         raise ImageError(f"{name}: truncated or corrupt image data ({_one_line(exc)})") from None
@@ -138,12 +141,12 @@ def _decode_with_opencv(data: bytes, size: tuple[int, int]) -> np.ndarray | None
     return rgb
 
 
-def _check_size(size: tuple[int, int], name: str) -> None:
+def _check_size(size: tuple[int, int], name: str, max_pixels: int = MAX_PIXELS) -> None:
     w, h = size
     if w < 1 or h < 1:
         raise ImageError(f"{name}: image has no pixels ({w}×{h})")
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"{name}: {w}×{h} is larger than the {MAX_PIXELS // 1_000_000}-megapixel limit")
+    if w * h > max_pixels:
+        raise ImageTooLargeError(f"{name}: {w}×{h} is larger than the {max_pixels / 1e6:g}-megapixel limit")
 
 
 def _exif_upright(im: Any) -> Any:

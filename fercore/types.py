@@ -28,6 +28,10 @@ class ImageError(FerError):
     """An image that cannot be read: missing, empty, not an image, truncated or too large."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image whose header claims more pixels than the caller's limit (refused before decoding)."""
+
+
 class DetectorError(FerError):
     """Bad detector name, parameter or input image."""
 
