@@ -23,11 +23,11 @@ from fercore.calibration import (
 from fercore.classify import Backend
 from fercore.data import Dataset, align_votes, load_ferplus_votes
 from fercore.ensemble import EnsembleBackend, load_tier, resolve_tier, tta_views
+from fercore.ferplus import VOTES_FILE, find_votes
 from fercore.labels import EMOTIONS, NUM_CLASSES
 from fercore.preprocess import to_model_input
 
 ECE_BINS = 15
-FERPLUS_FILE = "ferplus_votes.csv"
 
 __all__ = [
     "EvalResult",
@@ -172,13 +172,11 @@ def evaluate(
 
 
 def find_ferplus_votes(data: str | Path) -> Path:
-    """``ferplus_votes.csv`` inside a data folder or beside a data file/folder."""
-    data = Path(data)
-    candidates = ([data / FERPLUS_FILE] if data.is_dir() else []) + [data.parent / FERPLUS_FILE]
-    for c in candidates:
-        if c.exists():
-            return c
-    raise FileNotFoundError(f"no {FERPLUS_FILE} in or beside {data}; give its path with --ferplus")
+    """``ferplus_votes.csv`` inside a data folder or beside a data file/folder; FileNotFoundError if none."""
+    found = find_votes(data)
+    if found is None:
+        raise FileNotFoundError(f"no {VOTES_FILE} in or beside {data}; give its path with --ferplus")
+    return found
 
 
 def ferplus_relabel(dataset: Dataset, votes_file: str | Path) -> tuple[Dataset, dict[str, int]]:

@@ -7,6 +7,7 @@ votes are aligned to any data set by that row (CSV row ids or ``NNNNN.png`` file
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,17 @@ import numpy as np
 from fercore.dataset import Dataset
 from fercore.labels import EMOTIONS, NUM_CLASSES
 from fercore.types import DataError
+
+VOTES_FILE = "ferplus_votes.csv"
+
+
+def find_votes(data: str | os.PathLike[str], accept: Callable[[Path], bool] = lambda _: True) -> Path | None:
+    """``ferplus_votes.csv`` inside a data folder or beside a data file or folder (and ``accept`` -ed,
+    e.g. inside the data roots), or None."""
+    path = Path(data)
+    candidates = ([path / VOTES_FILE] if path.is_dir() else []) + [path.parent / VOTES_FILE]
+    return next((c for c in candidates if c.is_file() and accept(c)), None)
+
 
 # FER+ column → FER2013 emotion ("contempt" has no FER2013 class and is dropped).
 FERPLUS_COLUMNS = {

@@ -167,9 +167,7 @@ def photos_dir() -> Path | None:
 
 
 def find_votes(dataset_path: str | os.PathLike[str]) -> Path | None:
-    """``ferplus_votes.csv`` inside a dataset folder or beside a dataset file, if it is within the data roots."""
-    path = Path(dataset_path)
-    for candidate in (path / "ferplus_votes.csv", path.parent / "ferplus_votes.csv"):
-        if within_data_roots(candidate) and candidate.is_file():
-            return candidate
-    return None
+    """``ferplus_votes.csv`` inside a dataset folder or beside a dataset, if it is within the data roots."""
+    from fercore.ferplus import find_votes as find
+
+    return find(dataset_path, accept=within_data_roots)

@@ -21,7 +21,8 @@ from typing import NoReturn
 
 import numpy as np
 
-FERPLUS_FILE = "ferplus_votes.csv"
+from fercore.ferplus import VOTES_FILE
+from fercore.ferplus import find_votes as find_ferplus_votes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,11 +58,11 @@ def _positive(text: str) -> int:
 
 
 def find_votes(data: Path) -> Path:
-    """``ferplus_votes.csv`` in a data folder or beside a data file/folder."""
-    for candidate in ([data / FERPLUS_FILE] if data.is_dir() else []) + [data.parent / FERPLUS_FILE]:
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(f"no {FERPLUS_FILE} in or beside {data}; give --ferplus FILE or --rules model")
+    """``ferplus_votes.csv`` in a data folder or beside a data file/folder; FileNotFoundError if none."""
+    found = find_ferplus_votes(data)
+    if found is None:
+        raise FileNotFoundError(f"no {VOTES_FILE} in or beside {data}; give --ferplus FILE or --rules model")
+    return found
 
 
 def spread(n: int, limit: int | None) -> np.ndarray:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules", type=_rules, default=["ferplus", "model"], help="ferplus, model or ferplus,model")
     p.add_argument("--model", help="model file or tier for the model rule; default: the shipped model")
     p.add_argument("--proba", help="probabilities instead of a model: .npy (n, 7) or CSV (row/file + 7 emotions)")
-    p.add_argument("--ferplus", help=f"FER+ vote file; default: {FERPLUS_FILE} in or beside --data")
+    p.add_argument("--ferplus", help=f"FER+ vote file; default: {VOTES_FILE} in or beside --data")
     p.add_argument("--min-share", type=_fraction, default=0.5, help="FER+ majority: more than this vote share")
     p.add_argument("--min-confidence", type=_fraction, default=0.0, help="drop accusations weaker than this")
     p.add_argument("--limit", type=_positive, help="audit at most this many faces (evenly spread)")
