@@ -30,7 +30,7 @@ from fercore.labels import EMOTIONS
 from fercore.pipeline import FramePipeline
 from fercore.track import FaceTracker
 from fercore.types import ROW_COLUMNS, FacePrediction
-from fercore.video import VideoWriter
+from fercore.video import VideoWriter, emotion_shares
 
 RECORD_COLUMNS: list[str] = ["frame", "time_s", *ROW_COLUMNS, *(f"raw_{e}" for e in EMOTIONS)]
 MAX_RECORD_SECONDS = 120.0
@@ -55,10 +55,7 @@ class RecordingResult:
 
     def summary(self) -> pd.DataFrame:
         """Per face: the share of recorded frames spent in each emotion (rows: faces, columns: emotions)."""
-        if self.table.empty:
-            return pd.DataFrame(columns=["face_id", *EMOTIONS])
-        share = pd.crosstab(self.table["face_id"], self.table["label"], normalize="index")
-        return share.reindex(columns=list(EMOTIONS), fill_value=0.0).reset_index()
+        return emotion_shares(self.table)
 
 
 class Recording:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fercore.draw import annotate
+from fercore.labels import EMOTIONS
 from fercore.pipeline import FramePipeline
 from fercore.types import ROW_COLUMNS, FacePrediction, VideoError
 
@@ -263,6 +264,14 @@ def process_video(
         codec=writer.codec,
         warning=reader.warning,
     )
+
+
+def emotion_shares(table: pd.DataFrame) -> pd.DataFrame:
+    """Per face, the share of its rows (frames) labelled with each emotion: columns ``face_id`` and the 7."""
+    if table.empty:
+        return pd.DataFrame(columns=["face_id", *EMOTIONS])
+    share = pd.crosstab(table["face_id"], table["label"], normalize="index")
+    return share.reindex(columns=list(EMOTIONS), fill_value=0.0).reset_index()
 
 
 def _table(rows: list[dict[str, Any]], csv_path: str | Path | None) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from fercore.batch import ProgressClock  # noqa: E402
 from fercore.classify import stream_model_path  # noqa: E402
 from fercore.highlights import video_highlights  # noqa: E402
 from fercore.pipeline import FramePipeline  # noqa: E402
-from fercore.video import process_video  # noqa: E402
+from fercore.video import emotion_shares, process_video  # noqa: E402
 
 data = upload.getvalue()
 job = (common.sha1(data), detector, int(stride), str(model))
@@ -107,7 +107,7 @@ import plotly.express as px  # noqa: E402
 
 ids = sorted(table["face_id"].unique().tolist())
 with right:
-    share = table.groupby("face_id")["label"].value_counts(normalize=True).rename("share").reset_index()
+    share = emotion_shares(table).melt(id_vars="face_id", var_name="label", value_name="share")
     fig = px.bar(
         share,
         x="face_id",
