@@ -246,13 +246,20 @@ def load_proba(path: str | os.PathLike[str], dataset: Dataset) -> np.ndarray:
 
 
 def save_proba(path: str | os.PathLike[str], dataset: Dataset, proba: np.ndarray) -> None:
-    """Write ``file,row,<7 emotions>`` (``row`` empty when unknown), readable by :func:`load_proba`."""
+    """Write ``file,row,<7 emotions>`` (``row`` empty when unknown), readable by :func:`load_proba`.
+    Written to a temporary file and renamed, so a killed writer never leaves half a file."""
     rows = dataset.rows()
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["file", "row", *EMOTIONS])
-        for ident, row, p in zip(dataset.ids.tolist(), rows.tolist(), np.asarray(proba).tolist(), strict=True):
-            writer.writerow([ident, row if row >= 0 else "", *(f"{v:.6g}" for v in p)])
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["file", "row", *EMOTIONS])
+            for ident, row, p in zip(dataset.ids.tolist(), rows.tolist(), np.asarray(proba).tolist(), strict=True):
+                writer.writerow([ident, row if row >= 0 else "", *(f"{v:.6g}" for v in p)])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def relabel_csv(suspects: list[Suspect]) -> str:

@@ -65,20 +65,35 @@ def synthetic_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-@pytest.fixture
-def class_folder(tmp_path) -> Path:
-    """A small Kaggle-style layout train/<class>/*.png + test/<class>/*.png of synthetic faces."""
+def write_fer_folder(root: Path, sizes: tuple[int, int], continue_rows: bool) -> Path:
+    """root/fer/{train,test}/<class>/NNNNN.png of synthetic faces (``sizes`` = train, test counts).
+    ``continue_rows`` numbers the test files after the train ones, like the real set's CSV rows."""
     import cv2
 
     from fercore.labels import EMOTIONS
 
-    for split, n, seed in (("train", 140, 0), ("test", 35, 1)):
+    start = 0
+    for split, n, seed in (("train", sizes[0], 0), ("test", sizes[1], 1)):
         images, labels = synthetic_faces(n, seed)
         for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
-            d = tmp_path / "fer" / split / EMOTIONS[lab]
+            d = root / "fer" / split / EMOTIONS[lab]
             d.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(d / f"{i:05d}.png"), img)
-    return tmp_path / "fer"
+            cv2.imwrite(str(d / f"{start + i:05d}.png"), img)
+        start += n if continue_rows else 0
+    return root / "fer"
+
+
+@pytest.fixture
+def class_folder(tmp_path) -> Path:
+    """A small Kaggle-style layout train/<class>/*.png + test/<class>/*.png of synthetic faces."""
+    return write_fer_folder(tmp_path, (140, 35), continue_rows=False)
+
+
+@pytest.fixture
+def fer_folder(tmp_path) -> Path:
+    """Like ``class_folder`` (70 + 21 faces) but numbered like the real set: one row number per face
+    across both splits."""
+    return write_fer_folder(tmp_path, (70, 21), continue_rows=True)
 
 
 TINY = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem_width": 8, "dropout": 0.1}

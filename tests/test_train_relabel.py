@@ -9,31 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_faces
 
 from fercore.data import DataError, load_dataset
 from fercore.labels import EMOTIONS
 from fercore.train import TrainConfig, options, prepare_data
 
 ROOT = Path(__file__).resolve().parent.parent
-N_TRAIN, N_TEST = 70, 21
-
-
-@pytest.fixture
-def fer_folder(tmp_path) -> Path:
-    """train/<class>/NNNNN.png + test/<class>/NNNNN.png numbered like the real set: one row number
-    per face across both splits (test continues after train)."""
-    import cv2
-
-    start = 0
-    for split, n, seed in (("train", N_TRAIN, 0), ("test", N_TEST, 1)):
-        images, labels = synthetic_faces(n, seed)
-        for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
-            d = tmp_path / "fer" / split / EMOTIONS[lab]
-            d.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(d / f"{start + i:05d}.png"), img)
-        start += n
-    return tmp_path / "fer"
 
 
 def _train_rows(data: Path) -> tuple[np.ndarray, np.ndarray]:

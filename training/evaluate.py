@@ -5,6 +5,11 @@
   python -m training.evaluate --data ../shared/data/fer2013 --model accurate          # a tier: fast|accurate
   python -m training.evaluate --data ../shared/data/fer2013 --labels ferplus --json  # FER+ majority labels
 
+Cache a teacher for distillation (a run's "teacher" option reads the file; keep it with the runs):
+
+  python -m training.evaluate --data ../shared/data/fer2013 --split train --model accurate \
+      --proba-out runs/teacher_accurate.csv
+
 Fit the temperature that makes the probabilities honest (written to calibration.json beside the
 model, which every loader applies). Fit on faces you do not report on, e.g. one half of a split:
 
@@ -63,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fit the temperature on these faces and write calibration.json beside the model",
     )
+    p.add_argument(
+        "--proba-out",
+        help="also write the probabilities (file,row,<emotions> CSV), e.g. a teacher for distillation",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -87,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.fold or args.limit:
             faces = stratified_subset(faces, limit=args.limit, fold=args.fold, seed=args.seed)
         result = evaluate(args.model, faces, tta=args.tta, model_name=args.model)
+        if args.proba_out:
+            from fercore.audit import save_proba
+
+            save_proba(args.proba_out, faces, result.proba)
         model_file = resolve_tier(args.model)
         fitted = None
         if args.fit_temperature:

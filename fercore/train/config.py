@@ -83,6 +83,13 @@ class TrainConfig:
     class_weights: bool = _opt(False, "weigh rare classes (disgust) up", "Class weights")
     ferplus: str = _opt("", "ferplus_votes.csv for soft labels")
     ferplus_weight: float = _opt(0.0, "0 = FER2013 labels only, 1 = FER+ vote shares only")
+    teacher: str = _opt("", "cached teacher probabilities (.npz from python -m training.teacher) to distil from")
+    teacher_weight: float = _opt(
+        0.0, "share of the target taken from the teacher; 0 = no distillation", minimum=0.0, maximum=1.0
+    )
+    teacher_temperature: float = _opt(
+        1.0, "softens the teacher's probabilities (p^(1/T)); 1 = as cached", minimum=0.1, maximum=20.0
+    )
     relabel: str = _opt("", "row,old_label,new_label CSV from python -m training.audit", "Relabel file")
     augment: Augment = field(default_factory=Augment)
     subset: int = _opt(

@@ -63,6 +63,13 @@ def prepare_data(config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
         has = soft.sum(axis=1, keepdims=True) > 0
         mixed = (1 - config.ferplus_weight) * targets + config.ferplus_weight * soft
         targets = np.where(has, mixed, targets).astype(np.float32)
+    if config.teacher and config.teacher_weight > 0:
+        from fercore.train.teacher import teacher_targets
+
+        taught = teacher_targets(config.teacher, train, config.teacher_temperature)
+        has = taught.sum(axis=1, keepdims=True) > 0
+        mixed = (1 - config.teacher_weight) * targets + config.teacher_weight * taught
+        targets = np.where(has, mixed, targets).astype(np.float32)
     weights = np.ones(len(train), np.float32)
     if config.class_weights:
         weights = class_weight_vector(train.labels)[train.labels]
