@@ -1,7 +1,7 @@
 """Model tiers: "fast" (the shipped single model) and "accurate" (an ensemble with test-time
 augmentation), both behind the ``Backend`` protocol so every caller stays tier-agnostic.
 
-A tier folder holds its members (float32 .tflite twins) and ``manifest.json``::
+A tier folder holds its members (.tflite twins, float16 weights by default) and ``manifest.json``::
 
     {"format": 1, "name": "accurate", "tta": true,
      "members": [{"file": "member_1.tflite", "source": "…", "accuracy": 0.69, "accuracy_tta": 0.70}],

@@ -26,12 +26,17 @@ def _convert(converter) -> bytes:
         return bytes(converter.convert())
 
 
-def export_tflite(model: Any, file: str | Path) -> Path:
-    """Convert a Keras model to a float32 .tflite file (LiteRT resizes the batch at run time)."""
+def export_tflite(model: Any, file: str | Path, float16: bool = False) -> Path:
+    """Convert a Keras model to a .tflite file (LiteRT resizes the batch at run time). ``float16``
+    stores the weights as float16 (half the file; LiteRT computes in float32 after loading)."""
     import tensorflow as tf
 
     file = Path(file)
-    file.write_bytes(_convert(tf.lite.TFLiteConverter.from_keras_model(model)))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if float16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    file.write_bytes(_convert(converter))
     return file
 
 

@@ -175,7 +175,7 @@ def test_bad_manifest(tmp_path, content, message):
 
 
 def test_ship_accurate_tier_then_evaluate_it(tmp_path, fer_dir, tiny_model_dir):
-    """training.ship --tier accurate writes float32 twins + manifest; training.evaluate --model
+    """training.ship --tier accurate writes float16 twins + manifest; training.evaluate --model
     <tier> applies the tier's TTA and reports the ensemble."""
     import shutil
 
@@ -214,7 +214,10 @@ def test_ship_accurate_tier_then_evaluate_it(tmp_path, fer_dir, tiny_model_dir):
     manifest = read_manifest(out)
     assert manifest["tta"] is True and manifest["name"] == "accurate"
     assert [m["file"] for m in manifest["members"]] == ["member_1.tflite", "member_2.tflite"]
-    assert all(m["max_abs_diff"] < 1e-4 and 0 <= m["accuracy"] <= 1 for m in manifest["members"])
+    assert all(m["max_abs_diff"] < 1e-2 and 0 <= m["accuracy"] <= 1 for m in manifest["members"])
+    assert all(m["weights"] == "float16" for m in manifest["members"])
+    full = (tiny_model_dir / "model.tflite").stat().st_size
+    assert (out / "member_1.tflite").stat().st_size < 0.7 * full  # float16 weights: about half the file
     assert manifest["metrics"]["n"] == 42 and not (out / "calibration.json").exists()
     assert str(tmp_path) not in (out / MANIFEST).read_text()  # no machine-specific paths
     res = subprocess.run(

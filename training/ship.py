@@ -11,8 +11,9 @@ format (checked against the source on real faces), evaluates on PublicTest with 
 and writes models/metrics.json and models/confusion.png, the figures that models/MODEL_CARD.md
 quotes (tests/test_shipped_model.py checks that they match the shipped files).
 
-A tier (``--tier accurate``) goes to models/<tier>/: each member as a float32 .tflite twin
-(checked against its Keras source), and manifest.json with the tier's TTA setting and every
+A tier (``--tier accurate``) goes to models/<tier>/: each member as a .tflite twin with float16
+weights (half the size; checked against its Keras source, max difference < 1e-2; ``--float32``
+keeps full precision, < 1e-4), and manifest.json with the tier's TTA setting and every
 member's and the ensemble's PublicTest figures (fercore.ensemble reads it). Fit the tier's
 temperature afterwards with ``python -m training.evaluate --model accurate --fit-temperature …``.
 """
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", help="finished run directory (fast tier)")
     p.add_argument("--members", nargs="+", help="member model files, .keras or model.json (accurate tier)")
     p.add_argument("--no-tta", action="store_true", help="accurate tier without test-time augmentation")
+    p.add_argument("--float32", action="store_true", help="tier members with float32 weights (twice the size)")
     p.add_argument("--data", required=True, help="FER2013 with a test (PublicTest) split")
     p.add_argument("--baseline", help="run directory of the seed recipe, for comparison")
     p.add_argument("--out", help="output folder (default: models/, or models/<tier>/ for a tier)")
@@ -133,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return ship_tier(
-                args.tier, args.members, args.data, Path(args.out or MODELS / args.tier), tta=not args.no_tta
+                args.tier,
+                args.members,
+                args.data,
+                Path(args.out or MODELS / args.tier),
+                tta=not args.no_tta,
+                float16=not args.float32,
             )
         except (DataError, FileNotFoundError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -223,8 +230,9 @@ def _display_path(path: Path) -> str:
         return str(Path(*path.resolve().parts[-2:]))
 
 
-def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = True) -> int:
-    """Write ``out``/member_<i>.tflite (float32 twins) and manifest.json with PublicTest figures."""
+def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = True, float16: bool = True) -> int:
+    """Write ``out``/member_<i>.tflite (float16 weights unless ``float16`` is False) and
+    manifest.json with each member's and the ensemble's PublicTest figures."""
     import numpy as np
 
     from fercore.classify import load_backend
@@ -243,9 +251,9 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
     x = to_model_input(test.images[:256])
     for i, source in enumerate(members, start=1):
         model = to_float32(load_keras_model(source))
-        file = export_tflite(model, out / f"member_{i}.tflite")
+        file = export_tflite(model, out / f"member_{i}.tflite", float16=float16)
         diff = float(np.abs(load_backend(file).predict(x) - np.asarray(model(x, training=False))).max())
-        if diff >= 1e-4:
+        if diff >= (1e-2 if float16 else 1e-4):
             raise ValueError(f"{source}: its .tflite twin differs from the Keras model by {diff:.2g}")
         plain, with_tta = evaluate(file, test).to_dict(), evaluate(file, test, tta=True).to_dict()
         entries.append(
@@ -258,6 +266,7 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
                 "ece": plain["ece_uncalibrated"],
                 "params": int(model.count_params()),
                 "max_abs_diff": diff,
+                "weights": "float16" if float16 else "float32",
             }
         )
         files.append(file)
