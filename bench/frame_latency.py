@@ -15,10 +15,11 @@ and t1 (six faces), each scaled to fit 640×480 and centred on black. Per detect
 (``min_face=0, max_side=320, scale_factor=1.2, min_neighbors=5``), for a before/after in one run.
 When the ``fer`` package is importable the same frames go through ``fer.FER().detect_emotions``.
 
-    python bench/frame_latency.py [--detectors blaze,haar,mtcnn] [--legacy] [--repeat 60] [--model PATH]
+    python bench/frame_latency.py [--detectors blaze,haar,mtcnn] [--legacy] [--repeat 60] [--model TIER|PATH]
                                   [--cv-threads N] [--min-faces 0.15,0.05]
 
-The classifier is ``--model``, else ``$FER_MODEL``, else models/model.tflite. Wall-clock figures
+The classifier is ``--model`` (a tier such as ``accurate``, or a file), else ``$FER_MODEL``, else the
+fast tier (models/model.tflite). Wall-clock figures
 depend on what else runs on the machine (note the load average printed first); the CPU figure
 shows the work done.
 """
@@ -165,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--legacy", action="store_true", help="also run haar-legacy (the settings before min_face)")
     p.add_argument("--repeat", type=int, default=60, help="passes over the frames (MTCNN: a tenth)")
-    p.add_argument("--model", help="classifier model (default: $FER_MODEL or models/model.tflite)")
+    p.add_argument(
+        "--model", help="classifier: a tier (fast, accurate) or a model file (default: $FER_MODEL or the fast tier)"
+    )
     p.add_argument("--photos", default=str(PHOTOS))
     p.add_argument(
         "--cv-threads",
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
-    from fercore.classify import EmotionClassifier, default_model_path
+    from fercore.ensemble import load_classifier, resolve_tier
     from fercore.image import load_image
 
     if args.cv_threads is not None:
@@ -201,11 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (photos / SIX_FACES).exists():
         print(f"photos not found in {photos}", file=sys.stderr)
         return 1
-    model = Path(args.model) if args.model else default_model_path()
-    if not model.exists():
-        print(f"{model}: model not found (train and export one, or pass --model)", file=sys.stderr)
+    try:
+        model = resolve_tier(args.model)
+    except FileNotFoundError as exc:
+        print(f"{exc} (train and export one, or pass --model)", file=sys.stderr)
         return 1
-    classifier = EmotionClassifier(model)
+    classifier = load_classifier(model)
     one = [make_frame(load_image(photos / n)) for n in ONE_FACE]
     six = [make_frame(load_image(photos / SIX_FACES))]
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]

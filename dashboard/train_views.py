@@ -13,6 +13,7 @@ import streamlit as st
 
 from fercore import locations, runs
 from fercore.train import MODELS, TrainConfig, preview, steps_per_epoch
+from fercore.train.config import architecture
 
 PROBED = "train_probed"  # session state: the probe keys this session asked for
 PREFILLED = "train_prefilled"  # session state: the start a "Fine-tune from this run" click filled in
@@ -84,7 +85,7 @@ def relabel_path(text: str) -> str:
 def model_preview(config: dict[str, Any]) -> None:
     """The architecture a config will train: its size, its layer table and, on request, a measured
     time per epoch on this machine."""
-    name, params = preview.architecture(config["model"], config["model_params"], config["init_from"])
+    name, params = architecture(config["model"], config["model_params"], config["init_from"])
     params_json = json.dumps(params, sort_keys=True)
     shown = f"`{name}` {params_json if params else '(default parameters)'}"
     if config["init_from"]:

@@ -57,3 +57,32 @@ def test_models_folder_is_lean():
     total = sum(p.stat().st_size for p in SHIPPED_MODEL_DIR.rglob("*") if p.is_file())
     assert total <= 60 * 1024 * 1024
     assert (SHIPPED_MODEL_DIR / "MODEL_CARD.md").exists()
+
+
+ACCURATE = SHIPPED_MODEL_DIR / "accurate"
+
+
+@pytest.fixture(scope="module")
+def accurate_manifest():
+    from fercore.ensemble import read_manifest
+
+    if not (ACCURATE / "manifest.json").exists():
+        pytest.skip("the accurate tier is not shipped (no models/accurate/manifest.json)")
+    return read_manifest(ACCURATE)
+
+
+def test_accurate_tier_has_three_members_and_tta(accurate_manifest):
+    assert len(accurate_manifest["members"]) >= 3 and accurate_manifest["tta"] is True
+    assert all((ACCURATE / m["file"]).suffix == ".tflite" for m in accurate_manifest["members"])
+
+
+def test_accurate_tier_beats_the_fast_one_as_its_manifest_says(accurate_manifest, public_test, tflite_result):
+    """``--model accurate`` on all of PublicTest (its ten-view TTA applied once) reproduces the manifest's
+    figure, and it is higher than every member's and the fast tier's."""
+    from fercore.evaluate import evaluate
+
+    measured = evaluate("accurate", public_test).to_dict()
+    assert measured["tta"] is True and measured["n"] == len(public_test)
+    assert measured["accuracy"] == pytest.approx(accurate_manifest["metrics"]["accuracy"], abs=1e-4)
+    assert measured["accuracy"] > tflite_result.to_dict()["accuracy"]
+    assert all(measured["accuracy"] > m["accuracy_tta"] for m in accurate_manifest["members"])

@@ -8,7 +8,8 @@ import pytest
 
 from fercore.model import ARCHITECTURES
 from fercore.train import EXPORT_CHECKPOINTS, OPTIMIZERS, SCHEDULES, STRATEGIES, Augment, TrainConfig
-from fercore.train.config import form_config, options
+from fercore.train.config import architecture, form_config, options
+from tests.conftest import TINY
 
 
 def test_config_rejects_unknown_keys_and_choices():
@@ -62,3 +63,26 @@ def test_form_config_switches_augmentations_and_sets_a_log_interval():
     assert on.rotation == Augment().rotation and on.mixup == 0.2
     with pytest.raises(ValueError):
         form_config({"optimizer": "nope"}, {})
+
+
+def test_architecture_of_a_fine_tune_is_the_stored_one(tmp_path):
+    from fercore.model import build_model, save_model
+
+    file = save_model(build_model("fernet", **TINY), tmp_path / "m.keras", {"model": "fernet", "model_params": TINY})
+    assert architecture("coursera", {}, str(file)) == ("fernet", TINY)
+    assert architecture("coursera", {"dropout": 0.1}) == ("coursera", {"dropout": 0.1})
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(b"not a zip")  # no stored config: the form's choice
+    assert architecture("coursera", {}, str(bare)) == ("coursera", {})
+
+
+def test_with_init_architecture_takes_the_source_models(tmp_path):
+    from fercore.model import build_model, save_model
+    from fercore.train.config import with_init_architecture
+
+    file = save_model(build_model("fernet", **TINY), tmp_path / "m.keras", {"model": "fernet", "model_params": TINY})
+    plain = TrainConfig(model="coursera")
+    assert with_init_architecture(plain) is plain
+    tuned = with_init_architecture(TrainConfig(model="coursera", init_from=str(file)))
+    assert (tuned.model, tuned.model_params) == ("fernet", TINY)
+    assert tuned.init_from_config == {"model": "fernet", "model_params": TINY}

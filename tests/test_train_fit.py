@@ -218,3 +218,20 @@ def test_sigterm_mid_epoch_stops_cleanly_and_resume_finishes(tmp_path, fer_dir):
     assert metrics["step"].max() > steps_before
     assert metrics["step"][metrics.kind == "batch"].is_monotonic_increasing
     assert (run / "export" / "model.tflite").exists()
+
+
+def test_a_fine_tuning_run_records_the_architecture_it_loads(tmp_path, class_folder):
+    """--init-from loads that model whatever --model says; config.json must say what was trained."""
+    from fercore.model import build_model, save_model
+
+    src = save_model(build_model("fernet", **TINY), tmp_path / "src.keras", {"model": "fernet", "model_params": TINY})
+    run = tmp_path / "ft"
+    cfg = _tiny_config(tmp_path, class_folder, epochs=1, model="coursera", model_params={}, init_from=str(src))
+    res = _train_cli("--config", str(cfg), "--run-dir", str(run))
+    assert res.returncode == 0, res.stderr[-2000:]
+    recorded = runs.read_config(run)
+    assert recorded["model"] == "fernet" and recorded["model_params"] == TINY
+    assert recorded["init_from_config"] == {"model": "fernet", "model_params": TINY}  # the source's own config
+    from fercore.model import read_model_config
+
+    assert read_model_config(run / "export" / "model.keras")["model"] == "fernet"

@@ -55,17 +55,6 @@ def test_check_params_and_builder_params():
         preview.builder_params("resnet9000")
 
 
-def test_architecture_of_a_fine_tune_is_the_stored_one(tmp_path):
-    from fercore.model import build_model, save_model
-
-    file = save_model(build_model("fernet", **TINY), tmp_path / "m.keras", {"model": "fernet", "model_params": TINY})
-    assert preview.architecture("coursera", {}, str(file)) == ("fernet", TINY)
-    assert preview.architecture("coursera", {"dropout": 0.1}) == ("coursera", {"dropout": 0.1})
-    bare = tmp_path / "bare.keras"
-    bare.write_bytes(b"not a zip")  # no stored config: the form's choice
-    assert preview.architecture("coursera", {}, str(bare)) == ("coursera", {})
-
-
 def test_probe_is_positive_finite_and_grows_with_the_batch():
     small = preview.probe_seconds_per_step("fernet", TINY, 1, steps=3, warmup=1)
     big = preview.probe_seconds_per_step("fernet", TINY, 256, steps=3, warmup=1)

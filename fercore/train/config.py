@@ -8,11 +8,11 @@ page's form are generated from it, so a new choice shows up everywhere at once.
 from __future__ import annotations
 
 import typing
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from fercore.model import ARCHITECTURES
+from fercore.model import ARCHITECTURES, read_model_config
 
 MODELS: tuple[str, ...] = tuple(ARCHITECTURES)
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -139,6 +139,28 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def architecture(model_name: str, params: dict[str, Any], init_from: str = "") -> tuple[str, dict[str, Any]]:
+    """The architecture a run will train: the one recorded in ``init_from`` when fine-tuning (the run
+    loads that model whatever the form says), else ``model_name`` with ``params``."""
+    if init_from:
+        stored = read_model_config(init_from) or {}
+        name, stored_params = stored.get("model"), stored.get("model_params")
+        if isinstance(name, str) and name in ARCHITECTURES and isinstance(stored_params, dict):
+            return name, stored_params
+    return model_name, params
+
+
+def with_init_architecture(config: TrainConfig) -> TrainConfig:
+    """``config`` as a fine-tuning run really trains it: the architecture recorded in ``init_from``
+    (the run loads that model, whatever ``model`` says) and that model's own training config in
+    ``init_from_config`` (without its ancestors'). Unchanged without ``init_from``."""
+    if not config.init_from:
+        return config
+    name, params = architecture(config.model, config.model_params, config.init_from)
+    stored = {k: v for k, v in (read_model_config(config.init_from) or {}).items() if k != "init_from_config"}
+    return replace(config, model=name, model_params=dict(params), init_from_config=stored)
 
 
 @dataclass(frozen=True)

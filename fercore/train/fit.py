@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from fercore import runs
-from fercore.train.config import TrainConfig
+from fercore.train.config import TrainConfig, with_init_architecture
 from fercore.train.dataset import make_eval_dataset, make_train_dataset, prepare_data, steps_per_epoch
 from fercore.train.distributed import (
     agreed_stop,
@@ -118,6 +118,8 @@ def fit(
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume:  # the request that stopped it is spent; a fresh run honours an early Stop
             runs.clear_stop(run_dir)
+        else:  # a fine-tuning run records the architecture it loads, not what a form said
+            config = with_init_architecture(config)
         runs.write_config(run_dir, config.to_dict())
         if not resume:  # a fresh run starts from a clean status (a launcher may have written one)
             runs.write_json_atomic(runs.path(run_dir, runs.STATUS), {})

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fercore.labels import NUM_CLASSES
-from fercore.model import ARCHITECTURES, build_model, count_flops, read_model_config
+from fercore.model import ARCHITECTURES, build_model, count_flops
 from fercore.preprocess import FACE_SIZE
 from fercore.train.config import TrainConfig
 
@@ -87,17 +87,6 @@ def check_params(model_name: str, params: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{model_name} has no parameter {', '.join(unknown)}; it takes {', '.join(known)}")
     return dict(params)
-
-
-def architecture(model_name: str, params: dict[str, Any], init_from: str = "") -> tuple[str, dict[str, Any]]:
-    """The architecture a run will train: the one recorded in ``init_from`` when fine-tuning (the run
-    loads that model whatever the form says), else ``model_name`` with ``params``."""
-    if init_from:
-        stored = read_model_config(init_from) or {}
-        name, stored_params = stored.get("model"), stored.get("model_params")
-        if isinstance(name, str) and name in ARCHITECTURES and isinstance(stored_params, dict):
-            return name, stored_params
-    return model_name, params
 
 
 def summarize(model: Any, params: dict[str, Any] | None = None) -> ModelSummary:
