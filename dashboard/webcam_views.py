@@ -21,6 +21,8 @@ def readout(live: LiveSession) -> None:
     rec = live.recording
     m4.metric("Recording", f"{rec.elapsed:.0f} / {rec.max_seconds:.0f} s" if rec else "off")
     st.markdown(f"frames processed: {live.frames}")
+    if live.calibration.last_capture is not None:
+        st.caption(live.calibration.last_capture.message())
     if live.calibration.baselines:
         st.caption(
             "Baselines: "

@@ -14,7 +14,7 @@ to the baseline.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -53,12 +53,36 @@ def apply_baseline(probs: ArrayLike, baseline: ArrayLike, neutral: float = NEUTR
     return out / out.sum(axis=-1, keepdims=True)
 
 
+@dataclass(frozen=True)
+class CaptureResult:
+    """How the last capture ended: frames seen per tracked face, and the faces that got a baseline."""
+
+    frames: dict[int, int] = field(default_factory=dict)
+    fitted: tuple[int, ...] = ()
+    min_frames: int = 5
+
+    def message(self) -> str:
+        """One sentence for the user: what was fitted and, for a face that got none, why."""
+        if not self.frames:
+            return "No baseline: no face was seen during the capture. Face the camera and try again."
+        short = {i: n for i, n in self.frames.items() if i not in self.fitted}
+        parts = [f"Baseline fitted for face {', '.join(map(str, self.fitted))}."] if self.fitted else []
+        if short:
+            seen = ", ".join(f"face {i} in {n}" for i, n in sorted(short.items()))
+            parts.append(
+                f"No baseline for {seen} frame{'s' if max(short.values()) != 1 else ''} "
+                f"(needs {self.min_frames}; the stream was too slow or the face left the view): try again."
+            )
+        return " ".join(parts)
+
+
 class PersonalCalibration:
     """A pipeline step (after the tracker) that captures and applies per-face neutral baselines.
 
     ``start(seconds)`` captures the raw probabilities of every tracked face for that long; each face
-    seen often enough gets its baseline. While ``enabled``, faces with a baseline have their scores
-    (the tracker's smoothed ones) replaced by the calibrated ones; ``raw_scores`` keeps the model's.
+    seen often enough (``min_frames``) gets its baseline, and ``last_capture`` says how it went.
+    While ``enabled``, faces with a baseline have their scores (the tracker's smoothed ones) replaced
+    by the calibrated ones; ``raw_scores`` keeps the model's.
     """
 
     def __init__(self, min_frames: int = 5) -> None:
@@ -67,6 +91,8 @@ class PersonalCalibration:
         self.baselines: dict[int, np.ndarray] = {}
         self._capture: dict[int, list[np.ndarray]] = {}
         self._until = 0.0
+        self._pending = False
+        self.last_capture: CaptureResult | None = None
 
     def start(self, seconds: float = 3.0, now: float | None = None) -> None:
         """Begin a capture of ``seconds``: the user should hold a neutral face."""
@@ -74,6 +100,7 @@ class PersonalCalibration:
 
         self._capture = {}
         self._until = (time.time() if now is None else now) + float(seconds)
+        self._pending = True
 
     @property
     def capturing(self) -> bool:
@@ -85,7 +112,7 @@ class PersonalCalibration:
         import time
 
         now = time.time() if now is None else now
-        if self._capture or now < self._until:
+        if self._pending:
             self._collect(faces, now)
         if not self.enabled:
             return faces
@@ -111,7 +138,12 @@ class PersonalCalibration:
                     raw = face.raw_scores or face.scores
                     self._capture.setdefault(face.face_id, []).append(np.array([raw[e] for e in EMOTIONS]))
             return
-        for face_id, rows in self._capture.items():  # the capture just ended: fit what was seen enough
+        fitted = []  # the capture just ended: fit what was seen enough, and say how it went
+        for face_id, rows in self._capture.items():
             if len(rows) >= self.min_frames:
                 self.baselines[face_id] = fit_baseline(np.stack(rows))
+                fitted.append(face_id)
+        frames = {i: len(rows) for i, rows in self._capture.items()}
+        self.last_capture = CaptureResult(frames, tuple(sorted(fitted)), self.min_frames)
         self._capture = {}
+        self._pending = False

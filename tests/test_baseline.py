@@ -74,7 +74,25 @@ def test_the_step_captures_per_face_then_applies_only_where_a_baseline_exists():
         step([_face(1, resting)] + ([_face(2, resting)] if t < 2 else []), now=100.0 + t * 0.5)
     out = step([_face(1, resting), _face(2, resting)], now=104.0)  # the capture has ended
     assert set(step.baselines) == {1}
+    assert step.last_capture.frames == {1: 5, 2: 2} and step.last_capture.fitted == (1,)
+    message = step.last_capture.message()
+    assert "fitted for face 1" in message and "face 2 in 2 frames (needs 3" in message
     assert out[0].label == "neutral" and out[0].raw_scores is not None and out[0].raw_scores["sad"] > 0.5
     assert out[1].label == "sad" and out[1].scores == _face(2, resting).scores  # no baseline: unchanged
     step.enabled = False
     assert step([_face(1, resting)], now=105.0)[0].label == "sad"  # the toggle shows raw scores again
+
+
+def test_a_capture_without_faces_says_so_and_a_new_capture_replaces_the_report():
+    step = PersonalCalibration(min_frames=2)
+    assert step.last_capture is None
+    step.start(1.0, now=10.0)
+    step([], now=10.5)
+    step([], now=11.5)  # ended with nothing seen
+    assert step.last_capture.frames == {} and not step.baselines
+    assert step.last_capture.message().startswith("No baseline: no face was seen")
+    step.start(1.0, now=20.0)
+    step([_face(4, _probs(neutral=1.0))], now=20.2)
+    step([_face(4, _probs(neutral=1.0))], now=20.4)
+    step([], now=21.2)
+    assert step.last_capture.fitted == (4,) and step.last_capture.message() == "Baseline fitted for face 4."
