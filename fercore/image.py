@@ -6,13 +6,16 @@ anything is decoded (``MAX_PIXELS``, 200 megapixels, e.g. 14 000 × 14 000: larg
 as likely decompression bombs). The common case — an 8-bit RGB or gray JPEG, PNG, BMP or WebP — is
 decoded by OpenCV straight into one buffer (about 3× faster than Pillow and half the peak memory:
 ``bench/decode.py`` prints both); every other case (alpha, palette, 16-bit, CMYK, …) goes through
-Pillow. EXIF orientation is honoured on both paths.
+Pillow. EXIF orientation is honoured on both paths. At most ``MAX_BIG_DECODES`` photos above 16
+megapixels decode at once in a process; more wait for a slot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Union
@@ -29,6 +32,10 @@ ImageSource = Union[np.ndarray, str, Path, bytes, bytearray, memoryview]  # noqa
 _FAST_FORMATS = {"JPEG", "PNG", "BMP", "WEBP"}
 _FAST_MODES = {"RGB", "L"}
 _BIG_PIXELS = 16_000_000  # above this, decode without the binding's extra copy (see _imread_in_memory)
+# Photos above _BIG_PIXELS decode at most this many at once per process (each 200 MP one needs ~0.6 GB
+# at its peak); others wait their turn, so many users uploading huge photos cannot exhaust memory.
+MAX_BIG_DECODES = 2
+_BIG_DECODES = threading.BoundedSemaphore(MAX_BIG_DECODES)
 
 
 def load_image(src: ImageSource, name: str | None = None) -> np.ndarray:
@@ -74,14 +81,8 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:  # reads the header only
                 _check_size(im.size, name, min(max_pixels, MAX_PIXELS))
-                fast_ok = im.format in _FAST_FORMATS and im.mode in _FAST_MODES and "transparency" not in im.info
-                if fast_ok and _looks_complete(str(im.format), data):
-                    fast = _decode_with_opencv(data, im.size)
-                    if fast is not None:
-                        return fast
-                im.load()
-                im = _exif_upright(im)
-                return pil_to_rgb(im)
+                with _BIG_DECODES if im.size[0] * im.size[1] > _BIG_PIXELS else contextlib.nullcontext():
+                    return _decode_opened(im, data)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -93,6 +94,18 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
         raise ImageError(f"{name}: truncated or corrupt image data ({_one_line(exc)})") from None
     except MemoryError:
         raise ImageError(f"{name}: too large to decode in memory") from None
+
+
+def _decode_opened(im: Any, data: bytes) -> np.ndarray:
+    """Pixels of an opened (header-checked) image: OpenCV's fast path when it gives the same result,
+    else Pillow's."""
+    fast_ok = im.format in _FAST_FORMATS and im.mode in _FAST_MODES and "transparency" not in im.info
+    if fast_ok and _looks_complete(str(im.format), data):
+        fast = _decode_with_opencv(data, im.size)
+        if fast is not None:
+            return fast
+    im.load()
+    return pil_to_rgb(_exif_upright(im))
 
 
 def _looks_complete(fmt: str, data: bytes) -> bool:

@@ -519,3 +519,39 @@ def test_encode_png_round_trips():
     assert np.array_equal(load_image(encode_png(rgb)), rgb)
     gray = rgb[:, :, 0].copy()
     assert np.array_equal(load_image(encode_png(gray))[:, :, 0], gray)
+
+
+@pytest.mark.parametrize("side, big", [(100, True), (20, False)], ids=["big", "small"])
+def test_big_photos_decode_a_few_at_a_time(monkeypatch, side, big):
+    """Photos above the big-photo size take one of MAX_BIG_DECODES slots; smaller ones never wait."""
+    import threading
+
+    monkeypatch.setattr(image_mod, "_BIG_PIXELS", 1000)  # a 100×100 photo counts as big here
+    active, peak, lock = [0], [0], threading.Lock()
+    real = image_mod._decode_opened
+
+    def slow(im, data):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+        return real(im, data)
+
+    monkeypatch.setattr(image_mod, "_decode_opened", slow)
+    data = encode(np.full((side, side, 3), 90, np.uint8), "PNG")
+    start = threading.Barrier(6)
+    out: list[np.ndarray] = []
+
+    def work():
+        start.wait()
+        out.append(decode_image(data))
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 6 and all(o.shape == (side, side, 3) for o in out)
+    assert peak[0] == image_mod.MAX_BIG_DECODES if big else peak[0] > image_mod.MAX_BIG_DECODES
