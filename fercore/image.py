@@ -22,7 +22,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from fercore.types import ImageError, ImageTooLargeError
+from fercore.types import ImageError, ImageTooLargeError, one_line
 
 MAX_PIXELS: int = 200_000_000
 
@@ -91,7 +91,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
         raise ImageTooLargeError(f"{name}: larger than the {MAX_PIXELS // 1_000_000}-megapixel limit") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated or corrupt data as OSError ("image file is truncated …")
-        raise ImageError(f"{name}: truncated or corrupt image data ({_one_line(exc)})") from None
+        raise ImageError(f"{name}: truncated or corrupt image data ({one_line(exc)})") from None
     except MemoryError:
         raise ImageError(f"{name}: too large to decode in memory") from None
 
@@ -241,12 +241,6 @@ def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(rgb)
     a = alpha.astype(np.float32)[:, :, None] / 255.0
     return (rgb.astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The first line of an exception's message."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -36,6 +36,16 @@ class DetectorError(FerError):
     """Bad detector name, parameter or input image."""
 
 
+def one_line(exc: BaseException) -> str:
+    """A short one-line reason for an exception: its ``strerror`` (OS errors), else the first line of
+    its message (FFmpeg's and Pillow's can run to several), else its type's name."""
+    reason = getattr(exc, "strerror", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class VideoError(FerError):
     """A video that cannot be read or written (missing, not a video, corrupt, no frames)."""
 

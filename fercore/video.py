@@ -20,7 +20,7 @@ import pandas as pd
 from fercore.draw import annotate
 from fercore.labels import EMOTIONS
 from fercore.pipeline import FramePipeline
-from fercore.types import ROW_COLUMNS, FacePrediction, VideoError
+from fercore.types import ROW_COLUMNS, FacePrediction, VideoError, one_line
 
 TABLE_COLUMNS: list[str] = ["frame", "time_s", *ROW_COLUMNS]
 # Browser-playable encoders first; mpeg4 (part 2) is a last resort that browsers do not play.
@@ -118,7 +118,7 @@ def _open_input(path: Path):
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, ValueError, OSError) as exc:
-        raise VideoError(f"{path}: not a readable video ({_one_line(exc)})") from None
+        raise VideoError(f"{path}: not a readable video ({one_line(exc)})") from None
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: has no video stream")
@@ -147,15 +147,6 @@ def _rows(index: int, time_s: float, preds: list[FacePrediction]) -> list[dict[s
     return [{"frame": index, "time_s": round(time_s, 4), **p.to_row()} for p in preds]
 
 
-def _one_line(exc: BaseException) -> str:
-    """A short one-line reason (FFmpeg errors: their message without the repeated file name)."""
-    reason = getattr(exc, "strerror", None)
-    if isinstance(reason, str) and reason:
-        return reason
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 class _Reader:
     """Decoded frames of a video as (time in s from the first frame, RGB array); remembers why it stopped."""
 
@@ -179,8 +170,8 @@ class _Reader:
                 break
             except (av.FFmpegError, ValueError) as exc:
                 if self.count == 0:
-                    raise VideoError(f"{self.path}: cannot decode video ({_one_line(exc)})") from None
-                self.warning = f"decoding stopped at frame {self.count}: {_one_line(exc)}"
+                    raise VideoError(f"{self.path}: cannot decode video ({one_line(exc)})") from None
+                self.warning = f"decoding stopped at frame {self.count}: {one_line(exc)}"
                 break
             t = frame.time
             t0 = t if t0 is None else t0

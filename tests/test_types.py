@@ -123,3 +123,11 @@ def test_user_input_errors_share_one_base_that_is_a_value_error():
         assert issubclass(cls, FerError) and issubclass(cls, ValueError)
     with pytest.raises(FerError, match="bad"):
         raise ImageError("bad image")
+
+
+def test_one_line_prefers_strerror_then_the_first_line_then_the_type():
+    from fercore.types import one_line
+
+    assert one_line(FileNotFoundError(2, "No such file or directory", "x.mp4")) == "No such file or directory"
+    assert one_line(OSError("image file is truncated\n(3 bytes not processed)")) == "image file is truncated"
+    assert one_line(ValueError("")) == "ValueError"
