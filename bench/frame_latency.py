@@ -15,11 +15,11 @@ and t1 (six faces), each scaled to fit 640×480 and centred on black. Per detect
 (``min_face=0, max_side=320, scale_factor=1.2, min_neighbors=5``), for a before/after in one run.
 When the ``fer`` package is importable the same frames go through ``fer.FER().detect_emotions``.
 
-    python bench/frame_latency.py [--detectors blaze,haar,mtcnn] [--legacy] [--repeat 60] [--model TIER|PATH]
+    python bench/frame_latency.py [--detectors blaze,haar,mtcnn] [--legacy] [--repeat 60] [--model fast,accurate|PATH]
                                   [--cv-threads N] [--min-faces 0.15,0.05]
 
-The classifier is ``--model`` (a tier such as ``accurate``, or a file), else ``$FER_MODEL``, else the
-fast tier (models/model.tflite). Wall-clock figures
+The classifier is ``--model`` (a tier such as ``accurate``, or a file; several, comma-separated, are
+timed in turn in one run), else ``$FER_MODEL``, else the fast tier (models/model.tflite). Wall-clock figures
 depend on what else runs on the machine (note the load average printed first); the CPU figure
 shows the work done.
 """
@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--legacy", action="store_true", help="also run haar-legacy (the settings before min_face)")
     p.add_argument("--repeat", type=int, default=60, help="passes over the frames (MTCNN: a tenth)")
     p.add_argument(
-        "--model", help="classifier: a tier (fast, accurate) or a model file (default: $FER_MODEL or the fast tier)"
+        "--model",
+        help="classifier(s), comma-separated, timed in turn in this run: a tier (fast, accurate) or a model "
+        "file (default: $FER_MODEL or the fast tier)",
     )
     p.add_argument("--photos", default=str(PHOTOS))
     p.add_argument(
@@ -205,31 +207,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"photos not found in {photos}", file=sys.stderr)
         return 1
     try:
-        model = resolve_tier(args.model)
+        models = [resolve_tier(m.strip() or None) for m in (args.model or "").split(",")]
     except FileNotFoundError as exc:
         print(f"{exc} (train and export one, or pass --model)", file=sys.stderr)
         return 1
-    classifier = load_classifier(model)
     one = [make_frame(load_image(photos / n)) for n in ONE_FACE]
     six = [make_frame(load_image(photos / SIX_FACES))]
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
     if args.legacy and "haar-legacy" not in detectors:
         detectors.insert(detectors.index("haar") + 1 if "haar" in detectors else 0, "haar-legacy")
     print(
-        f"frame latency, {FRAME_W}x{FRAME_H}, decode excluded; model {model.name} ({model.parent}); "
-        f"{os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.2f}, OpenCV {cv2.__version__} "
-        f"with {cv2.getNumThreads()} threads"
+        f"frame latency, {FRAME_W}x{FRAME_H}, decode excluded; {os.cpu_count()} cpus, load avg "
+        f"{os.getloadavg()[0]:.2f}, OpenCV {cv2.__version__} with {cv2.getNumThreads()} threads"
     )
     print(f"one-face frames: {', '.join(ONE_FACE)}; six-face frame: {SIX_FACES}")
     p50_haar = None
-    for name in detectors:
-        p50 = bench_detector(name, classifier, one, six, args.repeat)
-        if name == "haar":
-            p50_haar = p50
-    for fraction in args.min_faces:
-        bench_min_face(fraction, classifier, one, six, args.repeat)
+    for model in models:
+        classifier = load_classifier(model)
+        print(f"== model {model.name} ({model.parent})")
+        for name in detectors:
+            p50 = bench_detector(name, classifier, one, six, args.repeat)
+            if name == "haar" and model == models[0]:
+                p50_haar = p50
+        for fraction in args.min_faces:
+            bench_min_face(fraction, classifier, one, six, args.repeat)
     bench_fer(one, args.repeat, p50_haar, args.fer_reference)
-    faces_per_photo(photos, detectors, classifier)
+    faces_per_photo(photos, detectors, load_classifier(models[0]))
     return 0
 
 
