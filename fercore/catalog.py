@@ -12,6 +12,7 @@ from typing import Any
 
 from fercore import runs
 from fercore.classify import MODELS_DIR, default_model_path
+from fercore.ensemble import MANIFEST, read_manifest, tier_dir
 from fercore.export import EXPORT_NAMES
 
 RUN_MODEL_FILES: tuple[str, ...] = ("export/model.tflite", "export/model.keras", runs.BEST, runs.LAST)
@@ -44,10 +45,28 @@ def tiers() -> dict[str, Path]:
     shipped = shipped_model()
     if shipped is not None:
         out[f"fast ({shipped.name})"] = shipped
-    accurate = MODELS_DIR / "accurate" / "manifest.json"
+    accurate = tier_dir("accurate") / MANIFEST
     if accurate.exists():
         out["accurate (ensemble + TTA)"] = accurate
     return out
+
+
+def tier_summary(name: str = "accurate") -> dict[str, Any] | None:
+    """What an installed tier's manifest says: {"members", "tta", "accuracy", "split"}; None when the
+    tier is not installed or its manifest is unusable."""
+    try:
+        manifest = read_manifest(tier_dir(name))
+    except (OSError, ValueError):
+        return None
+    found = manifest.get("metrics")
+    metrics: dict[str, Any] = found if isinstance(found, dict) else {}
+    accuracy = metrics.get("accuracy")
+    return {
+        "members": len(manifest["members"]),
+        "tta": bool(manifest.get("tta", False)),
+        "accuracy": float(accuracy) if isinstance(accuracy, (int, float)) else None,
+        "split": str(metrics.get("split", "")),
+    }
 
 
 def available_models(runs_dir: str | Path | None = None) -> dict[str, Path]:

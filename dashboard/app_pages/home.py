@@ -66,6 +66,12 @@ if card:
     details = {k: card[k] for k in ("architecture", "n", "flops", "train_minutes") if k in card}
     if details:
         st.caption(" · ".join(f"{k}: {v}" for k, v in details.items()))
+    tier = catalog.tier_summary("accurate")
+    if tier and tier["accuracy"] is not None:
+        st.caption(
+            f"**Accurate tier** (Photo and Evaluate pages): {tier['members']} networks averaged"
+            f"{' over 10 test-time views' if tier['tta'] else ''}, {tier['accuracy']:.1%} test accuracy."
+        )
     readme = MODELS_DIR / "MODEL_CARD.md"
     if readme.exists():
         with st.expander("Model card"):
