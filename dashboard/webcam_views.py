@@ -43,20 +43,27 @@ def readout(live: LiveSession) -> None:
     df = hist.table()
     if df.empty:
         return
+    st.plotly_chart(
+        _per_face_lines(df, "t", "face", "seconds ago", "Emotions per face (last 20 s)"), key="webcam_chart"
+    )
+
+
+def _per_face_lines(df, x: str, face: str, x_label: str, title: str):
+    """Probability of each emotion over time, one row of the figure per face."""
     fig = px.line(
         df,
-        x="t",
+        x=x,
         y="p",
         color="emotion",
-        facet_row="face",
+        facet_row=face,
         color_discrete_map=COLORS_HEX,
         category_orders={"emotion": list(EMOTIONS)},
-        labels={"t": "seconds ago", "p": "probability"},
-        title="Emotions per face (last 20 s)",
+        labels={x: x_label, "p": "probability"},
+        title=title,
     )
-    fig.update_layout(height=220 + 160 * df["face"].nunique())
+    fig.update_layout(height=220 + 160 * df[face].nunique())
     fig.update_yaxes(range=[0, 1])
-    st.plotly_chart(fig, key="webcam_chart")
+    return fig
 
 
 def recording(recorded: RecordingResult | None) -> None:
@@ -83,13 +90,5 @@ def recording(recorded: RecordingResult | None) -> None:
         timeline = recorded.table.melt(
             id_vars=["time_s", "face_id"], value_vars=list(EMOTIONS), var_name="emotion", value_name="p"
         )
-        fig = px.line(
-            timeline,
-            x="time_s",
-            y="p",
-            color="emotion",
-            facet_row="face_id",
-            color_discrete_map=COLORS_HEX,
-            title="Timeline of the recording",
-        )
+        fig = _per_face_lines(timeline, "time_s", "face_id", "seconds", "Timeline of the recording")
         st.plotly_chart(fig, key="rec_timeline")
