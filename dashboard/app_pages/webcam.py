@@ -94,5 +94,7 @@ k2.caption(
 )
 
 
-st.fragment(views.readout, run_every=1.0 if playing else None)(live)
+# The readout polls every second whatever ``playing`` said at this run, so a rerun that never reports
+# the player's start cannot leave it frozen at 0 frames while frames flow.
+st.fragment(views.readout, run_every=1.0)(live)
 views.recording(st.session_state.get("webcam_recorded"))

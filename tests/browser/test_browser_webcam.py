@@ -59,6 +59,25 @@ def colour_pixels_near_box(frame: np.ndarray, box: tuple[int, int, int, int], em
     return int((np.linalg.norm(window - np.array(color_rgb(emotion), float), axis=1) < 45).sum())
 
 
+PLAYER_STATE_JS = """() => {
+  const v = document.querySelector('video');
+  return {
+    buttons: Array.from(document.querySelectorAll('button')).map((b) => b.innerText),
+    video: v ? {readyState: v.readyState, time: v.currentTime, stream: !!v.srcObject, paused: v.paused} : null,
+  };
+}"""
+
+
+def player_state(frame_locator, console: list[str]) -> str:
+    """What the player iframe shows (its buttons, the returned video's state) and the console's tail:
+    enough to tell a connection that never came up from a readout that never refreshed."""
+    try:
+        state = frame_locator.locator("body").evaluate(f"(_) => ({PLAYER_STATE_JS})()")
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure it explains
+        state = f"unavailable ({exc})"
+    return f"player: {state}\nconsole (last 30):\n" + "\n".join(console[-30:])
+
+
 def shown_label(page) -> str | None:
     m = re.search(r"face \d+: (\w+) \d+% at", page.inner_text("body"))
     return m.group(1) if m else None
@@ -147,6 +166,8 @@ def test_webcam_processes_frames_and_draws_labels(tmp_path):
                 )
                 try:
                     page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                    console: list[str] = []
+                    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
                     # localhost: a secure context, so the camera is allowed
                     open_app(page, f"{server.url}/webcam", timeout=60, server=server)
                     assert not page_errors(page), page_errors(page)
@@ -162,7 +183,10 @@ def test_webcam_processes_frames_and_draws_labels(tmp_path):
                             break
                         time.sleep(0.5)
                     print(f"\nwebcam: {frames} frames processed")
-                    assert frames >= MIN_FRAMES, f"only {frames} frames processed:\n{server.log_text()}"
+                    assert frames >= MIN_FRAMES, (
+                        f"only {frames} frames processed\n{player_state(frame, console)}\n"
+                        f"server log:\n{server.log_text()}"
+                    )
                     # the page reports the face; the returned video shows its box and label tag
                     video = frame.locator("video").first
                     found = None
