@@ -20,7 +20,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PHOTOS = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data")) / "photos"
+from bench.frames import PHOTOS  # noqa: E402
 
 
 def pillow_decode(data: bytes) -> np.ndarray:

@@ -38,26 +38,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PHOTOS = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data")) / "photos"
+from bench.frames import FRAME_H, FRAME_W, PHOTOS, make_frame  # noqa: E402
+
 ONE_FACE = ("astronaut.png", "grace_hopper.jpg", "messi5.jpg")
 SIX_FACES = "t1.jpg"
-FRAME_W, FRAME_H = 640, 480
 LEGACY_HAAR = {"min_face": 0.0, "max_side": 320, "scale_factor": 1.2, "min_neighbors": 5}
 STREAM_FULL_EVERY = 5
-
-
-def make_frame(rgb: np.ndarray, width: int = FRAME_W, height: int = FRAME_H) -> np.ndarray:
-    """The photo scaled to fit ``width``×``height`` and centred on black."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    s = min(width / w, height / h)
-    nw, nh = round(w * s), round(h * s)
-    small = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    frame = np.zeros((height, width, 3), np.uint8)
-    y0, x0 = (height - nh) // 2, (width - nw) // 2
-    frame[y0 : y0 + nh, x0 : x0 + nw] = small
-    return frame
 
 
 def percentiles(ms: list[float]) -> tuple[float, float]:

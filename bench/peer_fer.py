@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the checkout importable (bench.*, fercore)
     sys.path.insert(0, str(ROOT))
-PHOTOS = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data")) / "photos"
+from bench.frames import PHOTOS, make_frame  # noqa: E402
 
 
 def load_peer() -> Any | None:
@@ -85,7 +85,6 @@ def peer_latency(
 
 def frame_from_photo(path: Path, width: int = 640, height: int = 480) -> np.ndarray:
     """The photo scaled to fit ``width``×``height`` and centred on black (frame_latency's frames)."""
-    from bench.frame_latency import make_frame
     from fercore.image import load_image
 
     return make_frame(load_image(path), width, height)

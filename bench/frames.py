@@ -1,0 +1,27 @@
+"""What several benches share: where the shared photos are and how a photo becomes a camera frame."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+PHOTOS = SHARED / "photos"
+FRAME_W, FRAME_H = 640, 480
+
+
+def make_frame(rgb: np.ndarray, width: int = FRAME_W, height: int = FRAME_H) -> np.ndarray:
+    """The photo scaled to fit ``width``×``height`` and centred on black."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = min(width / w, height / h)
+    nw, nh = round(w * s), round(h * s)
+    small = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    frame = np.zeros((height, width, 3), np.uint8)
+    y0, x0 = (height - nh) // 2, (width - nw) // 2
+    frame[y0 : y0 + nh, x0 : x0 + nw] = small
+    return frame
