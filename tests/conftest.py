@@ -96,6 +96,15 @@ def fer_folder(tmp_path) -> Path:
     return write_fer_folder(tmp_path, (70, 21), continue_rows=True)
 
 
+@pytest.fixture
+def no_export(monkeypatch):
+    """Training tests that look at training, not at the (slow) final export."""
+    import importlib
+
+    fit_module = importlib.import_module("fercore.train.fit")  # the package's ``fit`` is the function
+    monkeypatch.setattr(fit_module, "export_final", lambda run_dir: None)
+
+
 TINY = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem_width": 8, "dropout": 0.1}
 
 

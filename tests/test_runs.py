@@ -289,13 +289,6 @@ def _killed_run(tmp_path: Path, data: Path, mode: str, at: int) -> Path:
     return run
 
 
-@pytest.fixture
-def no_export(monkeypatch):
-    import importlib
-
-    monkeypatch.setattr(importlib.import_module("fercore.train.fit"), "export_final", lambda run_dir, config: None)
-
-
 def _resume(run: Path) -> dict:
     from fercore.train import TrainConfig, fit
 

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from fercore import runs
-from training.ship import main, run_checkpoint
+from training.ship import main
 
 
-def _run(tmp_path, config: dict | None, files=(runs.LAST, runs.BEST)):
+def _run(tmp_path, config: dict | None, files=(runs.LAST, runs.BEST, runs.SWA)):
     run = tmp_path / "run"
     for name in files:
         (run / name).parent.mkdir(parents=True, exist_ok=True)
@@ -30,17 +30,19 @@ def _run(tmp_path, config: dict | None, files=(runs.LAST, runs.BEST)):
         ({"model": "fernet"}, "last"),  # a config from before export_checkpoint: the default
         (None, "last"),  # no config.json at all
         ({"export_checkpoint": "best"}, "best"),
+        ({"swa_epochs": 5, "export_checkpoint": "best"}, "swa"),  # an SWA run exports its mean
+        ({"swa_epochs": 0}, "last"),
     ],
 )
 def test_ships_the_checkpoint_the_run_exports(tmp_path, config, expected):
     run = _run(tmp_path, config)
-    source, which = run_checkpoint(run)
-    assert which == expected and source == run / (runs.BEST if expected == "best" else runs.LAST)
+    source, which = runs.exported_checkpoint(run)
+    assert which == expected and source == run / {"best": runs.BEST, "swa": runs.SWA, "last": runs.LAST}[expected]
 
 
 def test_best_falls_back_to_last_like_the_export(tmp_path):
     run = _run(tmp_path, {"export_checkpoint": "best"}, files=(runs.LAST,))
-    assert run_checkpoint(run) == (run / runs.LAST, "last")
+    assert runs.exported_checkpoint(run) == (run / runs.LAST, "last")
 
 
 def test_a_run_without_checkpoints_is_a_one_line_error(tmp_path, capsys):

@@ -98,13 +98,6 @@ def test_cli_bad_input_one_line_no_traceback(tmp_path, args, message):
 # Exact resume (in-process: one TensorFlow import for all)
 
 
-@pytest.fixture
-def no_export(monkeypatch):
-    """These tests look at training, not at the (slow) final export."""
-    fit_module = importlib.import_module("fercore.train.fit")  # the package's ``fit`` is the function
-    monkeypatch.setattr(fit_module, "export_final", lambda run_dir, config: None)
-
-
 def stop_at(run_dir: Path, step: int):
     """A callback that requests a stop when the global step ``step`` ends (in a fresh run)."""
     import keras

@@ -4,8 +4,9 @@ build the accurate tier (an ensemble) from several trained members.
   python -m training.ship --run runs/<id> --data ../shared/data/fer2013 [--baseline runs/<seed-run>]
   python -m training.ship --tier accurate --members runs/a/checkpoints/best.keras runs/b/… --data …
 
-The fast tier ships the checkpoint the run itself exported: its config's ``export_checkpoint``,
-``last`` unless the run asked for ``best`` (the best epoch on its validation split, which is
+The fast tier ships the checkpoint the run itself exported (``fercore.runs.exported_checkpoint``):
+the averaged model of an SWA run, else its config's ``export_checkpoint``, ``last`` unless the run
+asked for ``best`` (the best epoch on its validation split, which is
 PublicTest by default: shipping it would report a figure selected on the test set). Exports every
 format (checked against the source on real faces), evaluates on PublicTest with and without TTA,
 and writes models/metrics.json and models/confusion.png, the figures that models/MODEL_CARD.md
@@ -93,20 +94,6 @@ def training_minutes(times: list[float]) -> float:
     return (total + last) / 60
 
 
-def run_checkpoint(run: Path) -> tuple[Path, str]:
-    """(checkpoint file, "last" or "best") of the weights a run exports, as ``export_final`` picks
-    them: ``best`` only when the run's config asks for it and the file exists, else ``last`` (also
-    for configs written before ``export_checkpoint`` existed)."""
-    from fercore import runs
-
-    wanted = runs.read_config(run).get("export_checkpoint", "last")
-    if wanted == "best" and (run / runs.BEST).exists():
-        return run / runs.BEST, "best"
-    if not (run / runs.LAST).exists():
-        raise FileNotFoundError(f"{run}: no {runs.LAST} (not a trained run directory?)")
-    return run / runs.LAST, "last"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m training.ship", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 
     run = Path(args.run)
     try:
-        source, which = run_checkpoint(run)
-        base_source = run_checkpoint(Path(args.baseline))[0] if args.baseline else None
+        source, which = runs.exported_checkpoint(run)
+        base_source = runs.exported_checkpoint(Path(args.baseline))[0] if args.baseline else None
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -34,13 +34,15 @@ LOG = "log.txt"
 STOP = "STOP"
 BEST = "checkpoints/best.keras"
 LAST = "checkpoints/last.keras"
+SWA = "checkpoints/swa.keras"  # the averaged weights of an SWA run (fercore.train.swa)
+SWA_STATE = "checkpoints/swa.npz"  # its running mean while it trains
 EXPORT = "export"
 TENSORBOARD = "tb"
 LOCK = ".training.lock"
 LOCK_FD_ENV = "FER_TRAINING_LOCK_FD"  # a launcher hands its lock to the training process by fd
 
 METRIC_FIELDS = ["time", "kind", "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
-ACTIVE_STATES = {"starting", "running", "stopping"}
+ACTIVE_STATES = {"starting", "running", "stopping", "averaging"}  # averaging: SWA's final pass
 STATES = ACTIVE_STATES | {"stopped", "finished", "failed"}
 # status.json fields and the type a reader may rely on (None = unset is always allowed)
 STATUS_TYPES: dict[str, type] = {
@@ -58,6 +60,8 @@ STATUS_TYPES: dict[str, type] = {
     "completed_epochs": int,
     "checkpoint_step": int,
     "best_val_accuracy": float,
+    "swa_epochs_averaged": int,
+    "swa_val_accuracy": float,
     "n_train": int,
     "n_val": int,
     "params": int,
@@ -120,6 +124,21 @@ def write_config(run_dir: str | Path, config: dict[str, Any]) -> None:
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:
     return read_json(path(run_dir, CONFIG))
+
+
+def exported_checkpoint(run_dir: str | Path) -> tuple[Path, str]:
+    """(checkpoint file, "swa", "best" or "last") of the weights a run exports: the averaged model of
+    an SWA run, else ``best`` when its config asks for it and the file exists, else ``last`` (also
+    for a config from before these settings, or none). FileNotFoundError when that file is missing."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    if config.get("swa_epochs") and (run_dir / SWA).exists():
+        return run_dir / SWA, "swa"
+    if config.get("export_checkpoint") == "best" and (run_dir / BEST).exists():
+        return run_dir / BEST, "best"
+    if not (run_dir / LAST).exists():
+        raise FileNotFoundError(f"{run_dir}: no {LAST} (not a trained run directory?)")
+    return run_dir / LAST, "last"
 
 
 def clean_status(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -152,6 +152,7 @@ def summary_rows(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
                 "model": str(cfg.get("model", "")),
                 "epochs": f"{s.get('completed_epochs') or 0}/{_int(cfg.get('epochs')) or '?'}",
                 "best val. accuracy": best_val(run),
+                "SWA val. accuracy": s.get("swa_val_accuracy"),
                 "duration": fmt_duration(elapsed(run)),
                 "subset": _int(cfg.get("subset")) or "all",
                 "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",

@@ -100,6 +100,14 @@ class TrainConfig:
     early_stopping: int = _opt(0, "patience in epochs on val_accuracy; 0 = off")
     seed: int = _opt(1, "seeds the weights, the data order and the augmentation")
     init_from: str = _opt("", "a .keras model to fine-tune (its architecture is used)", "Start from")
+    swa_epochs: int = _opt(
+        0,
+        "average the weights of the last N epochs (SWA) and recompute BatchNorm statistics; the export "
+        "uses the mean (default strategy only); 0 = off",
+        "SWA epochs",
+        minimum=0,
+        maximum=1000,
+    )
     strategy: str = _opt("default", "tf.distribute strategy (multiworker reads TF_CONFIG)", "Strategy", STRATEGIES)
     log_every: int = _opt(20, "batches between metrics.csv rows")
     mixed_precision: bool = _opt(False, "bfloat16 compute (fast on CPUs with AMX/AVX512-BF16)")

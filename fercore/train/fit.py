@@ -184,6 +184,7 @@ def _train(
     import keras
 
     from fercore.train.callbacks import RunLogger, restore_rng
+    from fercore.train.swa import WeightAverager
 
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if config.mixed_precision else "float32")
@@ -200,6 +201,8 @@ def _train(
         # multiple of the replica count (and evaluate in batches that are one too)
         keep = len(vx) - len(vx) % replicas
         vx, vy = vx[:keep], vy[:keep]
+    if config.swa_epochs and config.strategy != "default":
+        raise ValueError("swa_epochs needs the default strategy (the mean is kept on one machine)")
     spe = steps_per_epoch(len(tx), config.batch_size)
     total = config.epochs * spe
     with strategy.scope():
@@ -217,7 +220,9 @@ def _train(
     if resume:  # rows logged after the checkpoint (a kill) are trained again: drop them
         runs.truncate_metrics(run_dir, step)
     logger = RunLogger(run_dir, config, spe, agreed_stop(stop, strategy) if workers > 1 else stop, best)
-    cbs = [*extra, logger, *_keras_callbacks(config, run_dir)]
+    # the mean is saved before the epoch's checkpoint, so a kill in between cannot count an epoch twice
+    averager = [WeightAverager(run_dir, config, spe, source)] if config.swa_epochs else []
+    cbs = [*extra, *averager, logger, *_keras_callbacks(config, run_dir)]
     runs.update_status(
         run_dir,
         state="running",
@@ -258,8 +263,25 @@ def _train(
         )
     if logger.stopped:
         return runs.update_status(run_dir, state="stopped", finished=time.time())
-    export_error = export_final(run_dir, config) if chief else None  # no collectives: the chief's alone
+    if config.swa_epochs:
+        _finish_swa(model, config, run_dir, tx, val_ds, step=logger.step, best=logger.best)
+    export_error = export_final(run_dir) if chief else None  # no collectives: the chief's alone
     return runs.update_status(run_dir, state="finished", finished=time.time(), export_error=export_error)
+
+
+def _finish_swa(
+    model: Any, config: TrainConfig, run_dir: Path, images: Any, val_ds: Any, step: int, best: float
+) -> None:
+    """Put the run's mean weights into ``model``, recompute its BatchNorm statistics on the training
+    faces, save it as ``checkpoints/swa.keras`` and record its validation accuracy in the status."""
+    from fercore.train.callbacks import save_checkpoint
+    from fercore.train.swa import averaged_model
+
+    runs.update_status(run_dir, state="averaging")
+    model, count = averaged_model(model, run_dir, images)
+    _, accuracy = model.evaluate(val_ds, verbose=0)
+    save_checkpoint(model, run_dir / runs.SWA, config, config.epochs, step, best)
+    runs.update_status(run_dir, swa_epochs_averaged=count, swa_val_accuracy=float(accuracy))
 
 
 def _keras_callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
@@ -274,18 +296,18 @@ def _keras_callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
     return [*cbs, tb]
 
 
-def export_final(run_dir: Path, config: TrainConfig) -> str | None:
-    """Export ``config.export_checkpoint`` (last by default: best-on-PublicTest would select the
-    model on the test set) in every format into ``export/``.
+def export_final(run_dir: Path) -> str | None:
+    """Export the run's checkpoint (:func:`fercore.runs.exported_checkpoint`: the averaged model of
+    an SWA run, else the config's ``export_checkpoint``, last by default: best-on-PublicTest would
+    select the model on the test set) in every format into ``export/``.
 
     Returns None, or the reason the export failed (training itself still counts as finished:
     the checkpoints are there and ``python -m training.export`` can be retried).
     """
     from fercore.export import export_all
 
-    best = run_dir / runs.BEST
-    src = best if config.export_checkpoint == "best" and best.exists() else run_dir / runs.LAST
     try:
+        src, _ = runs.exported_checkpoint(run_dir)
         export_all(src, run_dir / runs.EXPORT, check=False)
     except Exception as exc:  # noqa: BLE001 - reported in status.json, checkpoints are kept
         return f"{type(exc).__name__}: {exc}"
