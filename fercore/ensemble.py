@@ -31,8 +31,13 @@ TIERS = ("fast", "accurate")
 def tta_views(faces: np.ndarray, crop: int = 44) -> list[np.ndarray]:
     """Ten views of (n, 48, 48) faces: four corner and one centre ``crop``×``crop`` crops resized
     back to 48×48, each also mirrored. Small shifts and flips are what training augmented with, so
-    averaging over them cancels part of the model's sensitivity to where the detector put the box."""
+    averaging over them cancels part of the model's sensitivity to where the detector put the box.
+
+    The views are float32 whatever ``faces`` is (resizing uint8 faces would round them), so a single
+    model with TTA and a tier see exactly the same views."""
     import cv2
+
+    faces = np.asarray(faces, np.float32)
 
     if not 0 < crop <= FACE_SIZE:
         raise ValueError(f"crop must be in 1..{FACE_SIZE}, got {crop}")

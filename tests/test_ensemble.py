@@ -84,7 +84,11 @@ def test_empty_and_bad_input():
 def test_tta_views():
     f = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)
     views = tta_views(f)
-    assert len(views) == 10 and all(v.shape == f.shape and v.dtype == f.dtype for v in views)
+    assert len(views) == 10 and all(v.shape == f.shape and v.dtype == np.float32 for v in views)
+    # uint8 and float32 faces give the same views (nothing rounded): a model with TTA sees what a tier sees
+    for a, b in zip(views, tta_views(f.astype(np.float32)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(views[0], np.round(views[0]))  # the resized crops keep their fractions
     np.testing.assert_array_equal(views[1], views[0][:, :, ::-1])
     np.testing.assert_array_equal(tta_views(f, crop=48)[0], f)
     with pytest.raises(ValueError, match="crop"):
@@ -232,3 +236,6 @@ def test_ship_accurate_tier_then_evaluate_it(tmp_path, fer_dir, tiny_model_dir):
     report = json.loads(res.stdout)
     assert report["tta"] is True and report["n"] == 42
     assert report["accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])  # TTA applied once, not twice
+    # the manifest scores the mean of the members' view-averaged outputs: the tier's own output
+    assert report["confusion"] == manifest["metrics"]["confusion"]
+    assert report["ece_uncalibrated"] == pytest.approx(manifest["metrics"]["ece"], abs=1e-6)

@@ -224,8 +224,8 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
 
     from fercore.classify import load_backend
     from fercore.data import load_dataset
-    from fercore.ensemble import EnsembleBackend, write_manifest
-    from fercore.evaluate import evaluate
+    from fercore.ensemble import write_manifest
+    from fercore.evaluate import EvalResult, evaluate
     from fercore.export import export_tflite
     from fercore.model import load_keras_model, to_float32
     from fercore.preprocess import to_model_input
@@ -234,7 +234,7 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("member_*.tflite"), out / "calibration.json"]:
         stale.unlink(missing_ok=True)  # a re-shipped tier starts clean (its old temperature too)
-    entries, files = [], []
+    entries, probas = [], []
     x = to_model_input(test.images[:256])
     for i, source in enumerate(members, start=1):
         model = to_float32(load_keras_model(source))
@@ -242,7 +242,9 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
         diff = float(np.abs(load_backend(file).predict(x) - np.asarray(model(x, training=False))).max())
         if diff >= (1e-2 if float16 else 1e-4):
             raise ValueError(f"{source}: its .tflite twin differs from the Keras model by {diff:.2g}")
-        plain, with_tta = evaluate(file, test).to_dict(), evaluate(file, test, tta=True).to_dict()
+        plain_result, tta_result = evaluate(file, test), evaluate(file, test, tta=True)
+        probas.append(tta_result.proba if tta else plain_result.proba)
+        plain, with_tta = plain_result.to_dict(), tta_result.to_dict()
         entries.append(
             {
                 "file": file.name,
@@ -256,9 +258,10 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
                 "weights": "float16" if float16 else "float32",
             }
         )
-        files.append(file)
-    ensemble = EnsembleBackend([load_backend(f) for f in files], tta=tta)
-    result = evaluate(ensemble, test, model_name=name).to_dict()
+    # the tier's output is the mean of its members' (view-averaged) probabilities: score the mean of
+    # the ones just computed rather than running every member over every view again
+    mean = np.mean(np.asarray(probas, np.float64), axis=0).astype(np.float32)
+    result = EvalResult(y_true=test.labels.astype(np.int64), proba=mean, model=name, tta=tta).to_dict()
     metrics = {
         "split": "PublicTest",
         "n": result["n"],
