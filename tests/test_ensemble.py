@@ -178,9 +178,8 @@ def test_bad_manifest(tmp_path, content, message):
         read_manifest(tmp_path)
 
 
-def test_ship_accurate_tier_then_evaluate_it(tmp_path, fer_dir, tiny_model_dir):
-    """training.ship --tier accurate writes float16 twins + manifest; training.evaluate --model
-    <tier> applies the tier's TTA and reports the ensemble."""
+def _small_data(tmp_path, fer_dir):
+    """2 training and 6 test faces per class of the real set."""
     import shutil
 
     data = tmp_path / "data"
@@ -189,6 +188,13 @@ def test_ship_accurate_tier_then_evaluate_it(tmp_path, fer_dir, tiny_model_dir):
             (data / split / cls.name).mkdir(parents=True)
             for f in sorted(cls.glob("*.png"))[:n]:
                 shutil.copy(f, data / split / cls.name / f.name)
+    return data
+
+
+def test_ship_accurate_tier_then_evaluate_it(tmp_path, fer_dir, tiny_model_dir):
+    """training.ship --tier accurate writes float16 twins + manifest; training.evaluate --model
+    <tier> applies the tier's TTA and reports the ensemble."""
+    data = _small_data(tmp_path, fer_dir)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = tmp_path / "accurate"
     (out).mkdir()
@@ -239,3 +245,22 @@ def test_ship_accurate_tier_then_evaluate_it(tmp_path, fer_dir, tiny_model_dir):
     # the manifest scores the mean of the members' view-averaged outputs: the tier's own output
     assert report["confusion"] == manifest["metrics"]["confusion"]
     assert report["ece_uncalibrated"] == pytest.approx(manifest["metrics"]["ece"], abs=1e-6)
+
+
+def test_reship_a_tier_with_one_of_its_own_tflite_members(tmp_path, fer_dir, tiny_model_dir):
+    """A .tflite member is shipped as it is, even from the folder being re-shipped, and keeps the
+    source its old manifest recorded."""
+    from training.ship import ship_tier
+
+    data, out = _small_data(tmp_path, fer_dir), tmp_path / "accurate"
+    keras_file, json_file = str(tiny_model_dir / "model.keras"), str(tiny_model_dir / "model.json")
+    assert ship_tier("accurate", [keras_file, json_file], str(data), out) == 0
+    old = read_manifest(out)["members"][1]
+    old_bytes = (out / "member_2.tflite").read_bytes()
+    assert ship_tier("accurate", [str(out / "member_2.tflite"), keras_file], str(data), out) == 0
+    first, second = read_manifest(out)["members"]
+    assert (out / "member_1.tflite").read_bytes() == old_bytes
+    assert first["source"] == old["source"] != str(out / "member_2.tflite")
+    assert first["weights"] == "float16" and first["params"] is None and first["max_abs_diff"] is None
+    assert first["accuracy"] == old["accuracy"] and first["accuracy_tta"] == old["accuracy_tta"]
+    assert second["params"] > 0 and second["max_abs_diff"] < 1e-2

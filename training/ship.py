@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         help="fast: one run's model into models/; accurate: an ensemble into models/accurate/",
     )
     p.add_argument("--run", help="finished run directory (fast tier)")
-    p.add_argument("--members", nargs="+", help="member model files, .keras or model.json (accurate tier)")
+    p.add_argument(
+        "--members", nargs="+", help="member model files, .keras, model.json or .tflite (copied as is) (accurate tier)"
+    )
     p.add_argument("--no-tta", action="store_true", help="accurate tier without test-time augmentation")
     p.add_argument("--float32", action="store_true", help="tier members with float32 weights (twice the size)")
     p.add_argument("--data", required=True, help="FER2013 with a test (PublicTest) split")
@@ -217,9 +219,31 @@ def _display_path(path: Path) -> str:
         return str(Path(*path.resolve().parts[-2:]))
 
 
+def _provenance(path: Path) -> str:
+    """Where a member file came from: for a member of an existing tier, the source its manifest
+    records (re-shipping a tier keeps its members' history), else the path itself."""
+    from fercore.ensemble import MANIFEST, read_manifest
+
+    if (path.parent / MANIFEST).exists():
+        for member in read_manifest(path.parent).get("members", []):
+            if member.get("file") == path.name and member.get("source"):
+                return str(member["source"])
+    return _display_path(path)
+
+
+def _tflite_weights(file: Path) -> str:
+    """ "float16" when a LiteRT file stores float16 tensors (weights), else "float32"."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(file)).get_tensor_details()
+    return "float16" if any(d["dtype"] == np.float16 for d in details) else "float32"
+
+
 def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = True, float16: bool = True) -> int:
-    """Write ``out``/member_<i>.tflite (float16 weights unless ``float16`` is False) and
-    manifest.json with each member's and the ensemble's PublicTest figures."""
+    """Write ``out``/member_<i>.tflite (float16 weights unless ``float16`` is False; a member that is
+    already a .tflite file is copied as it is) and manifest.json with each member's and the
+    ensemble's PublicTest figures."""
     import numpy as np
 
     from fercore.classify import load_backend
@@ -231,31 +255,41 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
     from fercore.preprocess import to_model_input
 
     test = load_dataset(data).split("test")
+    # read .tflite members (and where they came from) before the folder is cleaned: they may be the
+    # current members of this very tier
+    copied = {s: (Path(s).read_bytes(), _provenance(Path(s))) for s in members if Path(s).suffix == ".tflite"}
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("member_*.tflite"), out / "calibration.json"]:
         stale.unlink(missing_ok=True)  # a re-shipped tier starts clean (its old temperature too)
     entries, probas = [], []
     x = to_model_input(test.images[:256])
     for i, source in enumerate(members, start=1):
-        model = to_float32(load_keras_model(source))
-        file = export_tflite(model, out / f"member_{i}.tflite", float16=float16)
-        diff = float(np.abs(load_backend(file).predict(x) - np.asarray(model(x, training=False))).max())
-        if diff >= (1e-2 if float16 else 1e-4):
-            raise ValueError(f"{source}: its .tflite twin differs from the Keras model by {diff:.2g}")
+        file = out / f"member_{i}.tflite"
+        if source in copied:  # already a LiteRT file: shipped as it is
+            file.write_bytes(copied[source][0])
+            origin, params, diff, weights = copied[source][1], None, None, _tflite_weights(file)
+        else:
+            model = to_float32(load_keras_model(source))
+            export_tflite(model, file, float16=float16)
+            diff = float(np.abs(load_backend(file).predict(x) - np.asarray(model(x, training=False))).max())
+            if diff >= (1e-2 if float16 else 1e-4):
+                raise ValueError(f"{source}: its .tflite twin differs from the Keras model by {diff:.2g}")
+            origin, params = _display_path(Path(source)), int(model.count_params())
+            weights = "float16" if float16 else "float32"
         plain_result, tta_result = evaluate(file, test), evaluate(file, test, tta=True)
         probas.append(tta_result.proba if tta else plain_result.proba)
         plain, with_tta = plain_result.to_dict(), tta_result.to_dict()
         entries.append(
             {
                 "file": file.name,
-                "source": _display_path(Path(source)),
+                "source": origin,
                 "accuracy": plain["accuracy"],
                 "accuracy_tta": with_tta["accuracy"],
                 "macro_f1": plain["macro_f1"],
                 "ece": plain["ece_uncalibrated"],
-                "params": int(model.count_params()),
+                "params": params,
                 "max_abs_diff": diff,
-                "weights": "float16" if float16 else "float32",
+                "weights": weights,
             }
         )
     # the tier's output is the mean of its members' (view-averaged) probabilities: score the mean of
