@@ -56,9 +56,8 @@ sys.path.insert(0, str(ROOT / "tests" / "browser"))  # browser_helpers: how the 
 
 from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, Server, free_port, server_env, write_mp4  # noqa: E402
 
-from bench.frames import SHARED  # noqa: E402
+from bench.frames import PHOTOS, SHARED  # noqa: E402
 
-PHOTOS = SHARED / "photos"
 FER = SHARED / "fer2013"
 MIX = ("photo", "evaluate", "photo", "video")
 PHOTO_FILES = ("astronaut.png", "t1.jpg")

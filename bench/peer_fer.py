@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the checkout importable (bench.*, fercore)
     sys.path.insert(0, str(ROOT))
-from bench.frames import PHOTOS, make_frame  # noqa: E402
+from bench.frames import FRAME_H, FRAME_W, PHOTOS, make_frame  # noqa: E402
 
 
 def load_peer() -> Any | None:
@@ -83,7 +83,7 @@ def peer_latency(
     }
 
 
-def frame_from_photo(path: Path, width: int = 640, height: int = 480) -> np.ndarray:
+def frame_from_photo(path: Path, width: int = FRAME_W, height: int = FRAME_H) -> np.ndarray:
     """The photo scaled to fit ``width``×``height`` and centred on black (frame_latency's frames)."""
     from fercore.image import load_image
 

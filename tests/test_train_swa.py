@@ -14,18 +14,12 @@ from fercore import runs
 from fercore.train import TrainConfig, fit
 from fercore.train.swa import first_averaged_epoch, load_state, save_state
 from tests.conftest import TINY
-from tests.test_train_fit import stop_at
+from tests.test_train_fit import _weights, stop_at
 
 
 def _config(class_folder: Path, **extra) -> TrainConfig:
     return TrainConfig.from_dict({"data": str(class_folder), "model_params": TINY, "epochs": 3, "batch_size": 32,
                                   "lr": 0.02, "warmup_epochs": 1, "log_every": 1, "swa_epochs": 2, **extra})  # fmt: skip
-
-
-def _weights(file: Path) -> list[np.ndarray]:
-    from fercore.model import load_keras_model
-
-    return [np.asarray(w) for w in load_keras_model(file).get_weights()]
 
 
 def _epoch_weights(into: dict[int, list[np.ndarray]]):
@@ -130,6 +124,7 @@ def test_an_epoch_already_in_the_mean_is_not_counted_again(tmp_path, class_folde
     assert all(not np.any(w) for w in load_state(run / runs.SWA_STATE)[2])
 
 
-def test_swa_refuses_a_distributed_strategy(tmp_path, class_folder):
+def test_swa_refuses_a_distributed_strategy(class_folder):
+    """Refused with the config itself, so the CLI and the Train page say so before anything starts."""
     with pytest.raises(ValueError, match="swa_epochs needs the default strategy"):
-        fit(_config(class_folder, strategy="mirrored"), tmp_path / "run", verbose=0)
+        _config(class_folder, strategy="mirrored")

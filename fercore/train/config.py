@@ -125,6 +125,8 @@ class TrainConfig:
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {', '.join(choices)}")
+        if self.swa_epochs and self.strategy != "default":
+            raise ValueError("swa_epochs needs the default strategy (the mean is kept on one machine)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

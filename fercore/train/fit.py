@@ -201,8 +201,6 @@ def _train(
         # multiple of the replica count (and evaluate in batches that are one too)
         keep = len(vx) - len(vx) % replicas
         vx, vy = vx[:keep], vy[:keep]
-    if config.swa_epochs and config.strategy != "default":
-        raise ValueError("swa_epochs needs the default strategy (the mean is kept on one machine)")
     spe = steps_per_epoch(len(tx), config.batch_size)
     total = config.epochs * spe
     with strategy.scope():
