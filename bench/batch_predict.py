@@ -2,7 +2,7 @@
 
 The images are the first ``--n`` files (sorted) of ../shared/data/fer2013/test (48×48 face crops,
 whole-image mode: BlazeFace is tried on each, and when it finds nothing the whole crop is classified)
-plus the sample photos, run through ``fercore.batch.predict_to_csv`` into a fresh CSV in a temporary
+plus the sample photos, run through ``fercore.inference.batch.predict_to_csv`` into a fresh CSV in a temporary
 folder, as the CLI does (decode, detect, classify, write a row). Worker threads share one stateless
 ``FramePipeline``. One warm-up pass reads the files into the page cache first, so each timing sees
 the same disk state. Wall-clock figures depend on what else runs (the load average is printed); the
@@ -29,8 +29,8 @@ DATA = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def main() -> int:
-    from fercore.batch import find_images, predict_to_csv
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.batch import find_images, predict_to_csv
+    from fercore.inference.pipeline import FramePipeline
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1000, help="FER2013 test images (default 1000)")

@@ -1,4 +1,4 @@
-"""Image decoding cost: ``fercore.image.decode_image`` (OpenCV fast path) against Pillow's decode.
+"""Image decoding cost: ``fercore.inference.image.decode_image`` (OpenCV fast path) against Pillow's decode.
 
 Decodes each sample photo (and a 640×480 JPEG made from one) N times in this process and prints the
 median ms per decode for both paths, and their ratio; the outputs are compared for equality.
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import cv2
 
-    from fercore.image import decode_image
+    from fercore.inference.image import decode_image
 
     if not PHOTOS.is_dir():
         print(f"photos not found in {PHOTOS}", file=sys.stderr)

@@ -69,7 +69,7 @@ class Clock:
 
 def time_predictor(predictor, frames: list[np.ndarray], repeat: int) -> dict[str, list[float]]:
     """Wall, CPU, detect and classify ms per call of ``predictor.predict`` (round-robin over frames)."""
-    from fercore.image import to_gray
+    from fercore.inference.image import to_gray
 
     for f in frames:  # warm-up: LiteRT tensor allocation, OpenCV buffers
         predictor.predict(f)
@@ -125,7 +125,7 @@ def time_fer(frames: list[np.ndarray], repeat: int) -> list[float] | None:
 
 
 def build_detector(name: str):
-    from fercore.detectors import make_detector
+    from fercore.inference.detectors import make_detector
 
     if name == "haar-legacy":
         return make_detector("haar", **LEGACY_HAAR)
@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
-    from fercore.ensemble import load_classifier, resolve_tier
-    from fercore.image import load_image
+    from fercore.inference.image import load_image
+    from fercore.models.ensemble import load_classifier, resolve_tier
 
     if args.cv_threads is not None:
         cv2.setNumThreads(args.cv_threads)
@@ -224,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench_detector(name: str, classifier, one, six, repeat: int) -> float:
     """Single-frame and stream latency of one detector; returns the single-frame one-face p50."""
-    from fercore.detectors.haar import HaarDetector
-    from fercore.detectors.tracking import TrackingDetector
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.detectors.haar import HaarDetector
+    from fercore.inference.detectors.tracking import TrackingDetector
+    from fercore.inference.pipeline import FramePipeline
 
     detector = build_detector(name)
     predictor = FramePipeline(detector, classifier)
@@ -256,8 +256,8 @@ def bench_detector(name: str, classifier, one, six, repeat: int) -> float:
 
 def bench_min_face(fraction: float, classifier, one, six, repeat: int) -> None:
     """Haar at another ``min_face``: single-frame latency on the 1-face frames, faces found on all frames."""
-    from fercore.detectors import make_detector
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.detectors import make_detector
+    from fercore.inference.pipeline import FramePipeline
 
     predictor = FramePipeline(make_detector("haar", min_face=fraction), classifier)
     stats = time_predictor(predictor, one, max(2, repeat // 3))
@@ -284,7 +284,7 @@ def bench_fer(one, repeat: int, p50_haar: float | None, reference: float) -> Non
 
 def faces_per_photo(photos: Path, detectors, classifier) -> None:
     """Faces found in each full photo (decoded from its file) per detector."""
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.pipeline import FramePipeline
 
     print("faces found per full photo (FramePipeline.predict on the file):")
     names = sorted(x.name for x in photos.iterdir() if x.suffix.lower() in (".jpg", ".jpeg", ".png"))

@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per model and batch size")
     args = p.parse_args(argv)
 
-    from fercore.classify import EmotionClassifier
-    from fercore.data import load_dataset
+    from fercore.data.loader import load_dataset
+    from fercore.inference.classify import EmotionClassifier
 
     test = load_dataset(args.data).split("test")
     models = {"float": EmotionClassifier(args.float_model), "int8": EmotionClassifier(args.int8_model)}

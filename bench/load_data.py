@@ -1,4 +1,4 @@
-"""Data loading time of a FER2013 folder (or CSV) through ``fercore.data.load_dataset``:
+"""Data loading time of a FER2013 folder (or CSV) through ``fercore.data.loader.load_dataset``:
 the first load with an empty cache (a temporary ``$FER_CACHE``), then the cached load.
 
     python bench/load_data.py [PATH] [--repeat 3] [--decode 3000]
@@ -8,7 +8,7 @@ system may still have the files in its page cache from earlier runs); the cached
 the one .npz the first load wrote. Acceptance: cached load under 2 s.
 
 For a folder data set it then times the decoding of one file, in CPU time (steady on a busy
-machine, unlike wall time): through ``fercore.image`` (what the loader does: header and size
+machine, unlike wall time): through ``fercore.inference.image`` (what the loader does: header and size
 check, then OpenCV) against OpenCV's grayscale decoder alone (what the loader did before it used
 the one image module).
 """
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{src}: not found", file=sys.stderr)
         return 1
 
-    from fercore.data import load_dataset
+    from fercore.data.loader import load_dataset
 
     with tempfile.TemporaryDirectory(prefix="fer-cache-") as cache:
         old = os.environ.get("FER_CACHE")
@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def decode_costs(root: Path, n: int) -> None:
-    """CPU µs per file, best of 3: fercore.image (the loader's path) vs OpenCV grayscale alone."""
+    """CPU µs per file, best of 3: fercore.inference.image (the loader's path) vs OpenCV grayscale alone."""
     import cv2
     import numpy as np
 
-    from fercore.folders import list_folder_images, read_face_file, square_face
+    from fercore.data.folders import list_folder_images, read_face_file, square_face
 
     paths = [p for _, _, p in list_folder_images(root).files][:n]
     blobs = {p: Path(p).read_bytes() for p in paths}  # warm the page cache: time decoding, not the disk
@@ -91,7 +91,7 @@ def decode_costs(root: Path, n: int) -> None:
         return square_face(cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE))
 
     costs = {}
-    for name, fn in (("fercore.image", read_face_file), ("OpenCV grayscale only", opencv_gray)):
+    for name, fn in (("fercore.inference.image", read_face_file), ("OpenCV grayscale only", opencv_gray)):
         best = float("inf")
         for _ in range(3):
             c0 = time.process_time()
@@ -99,7 +99,7 @@ def decode_costs(root: Path, n: int) -> None:
                 fn(p)
             best = min(best, (time.process_time() - c0) / len(paths))
         costs[name] = best
-    ratio = costs["fercore.image"] / costs["OpenCV grayscale only"]
+    ratio = costs["fercore.inference.image"] / costs["OpenCV grayscale only"]
     print(
         f"  decode one file ({len(blobs)} files, CPU, best of 3): "
         + "; ".join(f"{k} {v * 1e6:.0f} µs" for k, v in costs.items())

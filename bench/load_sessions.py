@@ -120,7 +120,7 @@ def check_unique_uploads(folder: Path) -> None:
     """The unique copies decode to exactly the originals' pixels."""
     import numpy as np
 
-    from fercore.image import load_image
+    from fercore.inference.image import load_image
 
     for name in PHOTO_FILES:
         same = np.array_equal(load_image(PHOTOS / name), load_image(photo_upload(name, "check", folder)))
@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [
         str(x) for x in (CHROMIUM, PHOTOS / "astronaut.png", PHOTOS / "t1.jpg", FER / "test") if not Path(x).exists()
     ]
-    from fercore.classify import default_model_path
+    from fercore.inference.classify import default_model_path
 
     if not default_model_path().exists():
         missing.append(str(default_model_path()))

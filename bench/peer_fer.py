@@ -85,7 +85,7 @@ def peer_latency(
 
 def frame_from_photo(path: Path, width: int = FRAME_W, height: int = FRAME_H) -> np.ndarray:
     """The photo scaled to fit ``width``×``height`` and centred on black (frame_latency's frames)."""
-    from fercore.image import load_image
+    from fercore.inference.image import load_image
 
     return make_frame(load_image(path), width, height)
 

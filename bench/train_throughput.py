@@ -80,7 +80,7 @@ def generated_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def load_images(data: Path, n_generated: int) -> tuple[np.ndarray, np.ndarray, str, Path | None]:
     """(images, labels, description, folder for flow_from_directory or None)."""
     if data.exists():
-        from fercore.data import load_dataset
+        from fercore.data.loader import load_dataset
 
         ds = load_dataset(data)
         train = ds.split("train") if "train" in ds.split_names else ds
@@ -174,7 +174,7 @@ def bench_seed(images, labels, folder: Path | None, steps: int, warmup: int) -> 
         from tensorflow.keras.preprocessing.image import ImageDataGenerator  # type: ignore
 
     from fercore.labels import NUM_CLASSES
-    from fercore.model import build_model
+    from fercore.models.architectures import build_model
 
     keras.utils.set_random_seed(1)
     model = build_model("coursera")

@@ -19,7 +19,7 @@ st.set_page_config(page_title="FER toolkit", page_icon=":material/mood:", layout
 @st.cache_resource(show_spinner=False)
 def _sweep_stale_uploads() -> int:
     """Once per server start: remove upload folders a crashed server left behind."""
-    from fercore.uploads import sweep_stale_uploads
+    from fercore.data.uploads import sweep_stale_uploads
 
     return sweep_stale_uploads()
 

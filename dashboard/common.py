@@ -14,9 +14,10 @@ from typing import Any
 
 import streamlit as st
 
-from fercore import catalog, locations
-from fercore.detectors import DEFAULT_DETECTOR, DETECTORS
+from fercore.data import locations
+from fercore.inference.detectors import DEFAULT_DETECTOR, DETECTORS
 from fercore.labels import COLORS_HEX, EMOTIONS
+from fercore.models import catalog
 from fercore.types import FerError
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff"]
@@ -56,8 +57,8 @@ def sha1(data: bytes) -> str:
 
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=4)
 def get_dataset(path: str, key: str = "") -> Any:
-    """A dataset from a path, kept in memory (fercore.data also caches on disk)."""
-    from fercore.data import load_dataset
+    """A dataset from a path, kept in memory (fercore.data.loader also caches on disk)."""
+    from fercore.data.loader import load_dataset
 
     return load_dataset(path)
 
@@ -65,14 +66,14 @@ def get_dataset(path: str, key: str = "") -> Any:
 @st.cache_resource(show_spinner="Reading the uploaded dataset…", max_entries=2)
 def get_uploaded_dataset(name: str, digest: str, _data: bytes) -> Any:
     """A dataset from uploaded bytes (CSV, .csv.gz or a zip of the folder layout); nothing stays on disk."""
-    from fercore.uploads import load_uploaded
+    from fercore.data.uploads import load_uploaded
 
     return load_uploaded(name, _data)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def get_classifier(model_path: str) -> Any:
-    from fercore.ensemble import load_classifier
+    from fercore.models.ensemble import load_classifier
 
     return load_classifier(model_path)
 
@@ -80,14 +81,14 @@ def get_classifier(model_path: str) -> Any:
 @st.cache_resource(show_spinner="Loading detector and model…", max_entries=6)
 def get_pipeline(detector: str, model_path: str) -> Any:
     """A stateless FramePipeline (no tracker) for single images, shared by every session."""
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.pipeline import FramePipeline
 
     return FramePipeline(detector, get_classifier(model_path))
 
 
 @st.cache_resource(show_spinner="Loading the Keras model for Grad-CAM…", max_entries=2)
 def get_keras_model(path: str) -> Any:
-    from fercore.model import load_keras_model
+    from fercore.models.architectures import load_keras_model
 
     return load_keras_model(path)
 

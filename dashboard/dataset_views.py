@@ -10,7 +10,7 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-from fercore import stats
+from fercore.data import stats
 from fercore.labels import COLORS_HEX, EMOTIONS
 from fercore.types import DataError
 
@@ -167,8 +167,8 @@ def ferplus(ds: Any, key: str, votes_path: Path | None) -> None:
 
 def label_noise(ds: Any, key: str, votes_path: Path | None, split_choices: list[str]) -> None:
     """Suspect labels (FER+ disagreement and/or confident learning with the shipped model), by class pair."""
-    from fercore.audit import audit, relabel_csv
-    from fercore.ferplus import align_votes, load_ferplus_votes
+    from fercore.data.audit import audit, relabel_csv
+    from fercore.data.ferplus import align_votes, load_ferplus_votes
 
     st.caption(
         "Faces whose FER2013 label the FER+ annotators' majority or the shipped model (confidently) "

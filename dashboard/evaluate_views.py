@@ -10,8 +10,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from fercore.calibration import reliability
-from fercore.compare import Comparison
+from fercore.evaluation.calibration import reliability
+from fercore.evaluation.compare import Comparison
 from fercore.labels import EMOTIONS
 
 

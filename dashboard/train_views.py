@@ -11,7 +11,8 @@ from typing import Any
 import common
 import streamlit as st
 
-from fercore import locations, runs
+from fercore import runs
+from fercore.data import locations
 from fercore.train import MODELS, TrainConfig, preview, steps_per_epoch
 from fercore.train.config import architecture
 

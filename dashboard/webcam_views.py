@@ -5,8 +5,8 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
+from fercore.inference.live import LiveHistory, LiveSession, RecordingResult
 from fercore.labels import COLORS_HEX, EMOTIONS
-from fercore.live import LiveHistory, LiveSession, RecordingResult
 
 
 def readout(live: LiveSession) -> None:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fercore.detectors import DEFAULT_DETECTOR, DETECTORS
+from fercore.inference.detectors import DEFAULT_DETECTOR, DETECTORS
 from fercore.labels import EMOTIONS
 from fercore.types import DetectorError
 
 if TYPE_CHECKING:
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.pipeline import FramePipeline
 
 EXIT_ERROR = 1
 
@@ -131,10 +131,10 @@ def _positive(text: str) -> int:
 
 def _pipeline(args: argparse.Namespace, stream: bool = False, whole_image: bool = False) -> FramePipeline:
     """The one frame pipeline for these options (videos: a stream detector, a tracker and drawing)."""
-    from fercore.classify import stream_model_path
-    from fercore.detectors import make_detector, make_stream_detector
-    from fercore.ensemble import load_classifier
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.classify import stream_model_path
+    from fercore.inference.detectors import make_detector, make_stream_detector
+    from fercore.inference.pipeline import FramePipeline
+    from fercore.models.ensemble import load_classifier
 
     params: dict = {}
     haar_only = {"--min-face": args.min_face, "--detect-side": args.detect_side}
@@ -181,7 +181,7 @@ def _annotation_path(out: str, image: str, many: bool) -> Path:
 def _save_annotated(path: Path, rgb, preds) -> None:
     import cv2
 
-    from fercore.draw import annotate
+    from fercore.inference.draw import annotate
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), annotate(rgb, preds)[:, :, ::-1]):
@@ -197,8 +197,8 @@ def _describe(image: str, preds) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fercore.batch import IMAGE_SUFFIXES, find_images, predict_images
-    from fercore.image import load_image
+    from fercore.inference.batch import IMAGE_SUFFIXES, find_images, predict_images
+    from fercore.inference.image import load_image
 
     files = find_images(args.images)
     if not files:
@@ -225,7 +225,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_to_csv(args: argparse.Namespace, files: list[str], pipeline: FramePipeline) -> int:
     """The batch mode: rows streamed to the CSV, a progress line on a terminal, failures listed at the end."""
-    from fercore.batch import ProgressClock, predict_to_csv
+    from fercore.inference.batch import ProgressClock, predict_to_csv
 
     if args.annotate:
         raise ValueError("--annotate is not available with --csv (a batch writes no images)")
@@ -252,7 +252,7 @@ def _predict_to_csv(args: argparse.Namespace, files: list[str], pipeline: FrameP
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from fercore.video import process_video
+    from fercore.inference.video import process_video
 
     pipeline = _pipeline(args, stream=True)
     show = sys.stderr.isatty()

@@ -113,8 +113,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """An untrained tiny fernet exported in every format (model.keras/.json/.weights.h5/.tflite)."""
     import keras
 
-    from fercore.export import export_all
-    from fercore.model import build_model, save_model
+    from fercore.models.architectures import build_model, save_model
+    from fercore.models.export import export_all
 
     keras.utils.set_random_seed(0)
     out = tmp_path_factory.mktemp("tiny-model")
@@ -180,7 +180,7 @@ def fixed_backend() -> FixedBackend:
 @pytest.fixture
 def fixed_classifier(fixed_backend):
     """An EmotionClassifier over ``FixedBackend`` (its calls are in ``.backend.calls``)."""
-    from fercore.classify import EmotionClassifier
+    from fercore.inference.classify import EmotionClassifier
 
     return EmotionClassifier(backend=fixed_backend)
 
@@ -191,7 +191,7 @@ def shipped_classifier():
     path = SHIPPED_MODEL_DIR / "model.tflite"
     if not path.exists():
         pytest.skip(f"no shipped model at {path} (train and ship one: python -m training.ship)")
-    from fercore.classify import EmotionClassifier
+    from fercore.inference.classify import EmotionClassifier
 
     return EmotionClassifier(path)
 
@@ -200,7 +200,7 @@ def load_photo(name: str) -> np.ndarray:
     """A sample photo as RGB uint8 (skips when ../shared/data/photos is missing)."""
     if not PHOTOS.exists():
         pytest.skip(f"photos not found at {PHOTOS} (needs ../shared/data)")
-    from fercore.image import load_image
+    from fercore.inference.image import load_image
 
     return load_image(PHOTOS / name)
 

@@ -1,4 +1,4 @@
-"""fercore.audit and python -m training.audit: generated faces with deliberately flipped labels that a fixed
+"""fercore.data.audit and python -m training.audit: generated faces with deliberately flipped labels that a fixed
 fake model and a generated FER+ vote file expose; relabel files; the CLI's JSON; a slice of the real data."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fercore.audit import (
+from fercore.data.audit import (
     apply_relabel,
     audit,
     confident_classes,
@@ -22,9 +22,9 @@ from fercore.audit import (
     save_proba,
     write_relabel,
 )
-from fercore.dataset import Dataset, LoadReport
+from fercore.data.dataset import Dataset, LoadReport
+from fercore.inference.preprocess import to_model_input
 from fercore.labels import EMOTIONS
-from fercore.preprocess import to_model_input
 from fercore.types import DataError
 from tests.conftest import requires_model, synthetic_faces
 from training.audit import main
@@ -363,7 +363,7 @@ def test_real_data_slice(fer_dir, real_slice, tmp_path, capsys):
     for s in out["suspects"]:
         assert s["label"] != s["suggested"] and s["reason"] in ("ferplus", "model", "ferplus+model")
         assert s["row"] == int(Path(s["file"]).stem) and 0 < s["confidence"] <= 1
-    from fercore.data import load_dataset
+    from fercore.data.loader import load_dataset
 
     train = load_dataset(real_slice).split("train")
     fixed = apply_relabel(train, tmp_path / "r.csv")
@@ -372,8 +372,8 @@ def test_real_data_slice(fer_dir, real_slice, tmp_path, capsys):
 
 def test_relabel_refuses_data_whose_row_numbers_repeat(class_folder, tmp_path):
     """The generated layout numbers files from 0 in each split: a row would name a train and a test face."""
-    from fercore.audit import apply_relabel
-    from fercore.data import load_dataset
+    from fercore.data.audit import apply_relabel
+    from fercore.data.loader import load_dataset
     from fercore.types import DataError
 
     ds = load_dataset(class_folder)

@@ -1,11 +1,11 @@
-"""fercore.baseline: the personal neutral calibration rule and its pipeline step."""
+"""fercore.inference.baseline: the personal neutral calibration rule and its pipeline step."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fercore.baseline import FLOOR, NEUTRAL, PersonalCalibration, apply_baseline, fit_baseline, reference
+from fercore.inference.baseline import FLOOR, NEUTRAL, PersonalCalibration, apply_baseline, fit_baseline, reference
 from fercore.labels import EMOTIONS
 from fercore.types import Box, FacePrediction
 

@@ -1,4 +1,4 @@
-"""fercore.batch and ``python -m fercore predict … --csv``: folders walked recursively, zips read under
+"""fercore.inference.batch and ``python -m fercore predict … --csv``: folders walked recursively, zips read under
 limits, results in input order whatever the number of workers, a resumable CSV, failures listed.
 
 Generated images hold no face a detector finds, which is what whole-image mode is for; the shipped
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fercore.batch import (
+from fercore.inference.batch import (
     BATCH_COLUMNS,
     BatchCsv,
     BatchLimits,
@@ -200,7 +200,7 @@ def test_read_uploads_refuses_hostile_zips_and_goes_on(members, words):
 
 @requires_model
 def test_predict_images_order_errors_and_previews():
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.pipeline import FramePipeline
 
     pipe = FramePipeline(whole_image_fallback=True)
     sources = [(f"{i}.png", png(i) if i != 3 else b"broken") for i in range(9)]

@@ -1,4 +1,4 @@
-"""fercore.calibration: ECE, reliability bins, temperature fitting and the side file, on generated data."""
+"""fercore.evaluation.calibration: ECE, reliability bins, temperature fitting and the side file, on generated data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fercore.calibration import (
+from fercore.evaluation.calibration import (
     CALIBRATION_FILE,
     apply_temperature,
     calibration_file,

@@ -1,4 +1,4 @@
-"""fercore.catalog: the installed tiers, what their manifests say, the models a user can pick."""
+"""fercore.models.catalog: the installed tiers, what their manifests say, the models a user can pick."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import shutil
 
 import pytest
 
-from fercore import catalog
-from fercore.ensemble import write_manifest
+from fercore.models import catalog
+from fercore.models.ensemble import write_manifest
 
 
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch, tiny_model_dir):
     """A models/ folder with the tiny model as the fast tier (no accurate tier yet)."""
-    import fercore.ensemble as ens
+    import fercore.models.ensemble as ens
 
     folder = tmp_path / "models"
     folder.mkdir()

@@ -1,4 +1,4 @@
-"""fercore.classify: EmotionClassifier over LiteRT (thread-safe interpreter pool) and fake backends."""
+"""fercore.inference.classify: EmotionClassifier over LiteRT (thread-safe interpreter pool) and fake backends."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SHIPPED_MODEL_DIR, synthetic_faces
 
-from fercore.classify import EmotionClassifier, TFLiteBackend, default_model_path, load_backend
+from fercore.inference.classify import EmotionClassifier, TFLiteBackend, default_model_path, load_backend
 from fercore.labels import EMOTIONS
 
 

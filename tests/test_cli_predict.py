@@ -14,14 +14,14 @@ import pytest
 from conftest import ASTRONAUT_FACE, encode, moving_face_frames, write_video
 
 import fercore.__main__ as cli
-from fercore.detectors.haar import HaarDetector
-from fercore.detectors.tracking import TrackingDetector
-from fercore.image import load_image
+from fercore.inference.detectors.haar import HaarDetector
+from fercore.inference.detectors.tracking import TrackingDetector
+from fercore.inference.image import load_image
 from fercore.labels import EMOTIONS
 
 TINY_MODEL_CODE = """
 import sys, tensorflow as tf
-from fercore.model import build_model
+from fercore.models.architectures import build_model
 model = build_model("fernet", widths=(8, 8, 8, 8), depths=(1, 1, 1, 1), stem_width=8)
 open(sys.argv[1], "wb").write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
 """
@@ -194,9 +194,9 @@ def test_scan_every_with_haar_really_follows_faces(photos_dir, tiny_model, tmp_p
 def test_litert_inference_does_not_import_tensorflow(photos_dir, tiny_model):
     code = (
         "import sys\n"
-        "from fercore.classify import EmotionClassifier\n"
-        "from fercore.pipeline import FramePipeline\n"
-        "from fercore.draw import annotate\n"
+        "from fercore.inference.classify import EmotionClassifier\n"
+        "from fercore.inference.pipeline import FramePipeline\n"
+        "from fercore.inference.draw import annotate\n"
         f"p = FramePipeline('haar', EmotionClassifier({str(tiny_model)!r}), tracker=True)\n"
         f"faces = p.predict({str(photos_dir / 'astronaut.png')!r})\n"
         "assert len(faces) == 1 and faces[0].face_id == 1\n"

@@ -1,12 +1,12 @@
-"""fercore.compare: two evaluations of the same faces side by side."""
+"""fercore.evaluation.compare: two evaluations of the same faces side by side."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fercore.compare import Comparison
-from fercore.evaluate import EvalResult
+from fercore.evaluation.compare import Comparison
+from fercore.evaluation.evaluate import EvalResult
 
 
 def _result(y_true: np.ndarray, y_pred: np.ndarray, sure: float = 0.9) -> EvalResult:

@@ -38,8 +38,8 @@ def model_path() -> Path:
 @pytest.fixture(scope="module")
 def pipeline(model_path):
     """One pipeline for every thread, built as dashboard/common.py's get_pipeline builds it."""
-    from fercore.classify import EmotionClassifier
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.classify import EmotionClassifier
+    from fercore.inference.pipeline import FramePipeline
 
     return FramePipeline(None, EmotionClassifier(model_path))
 
@@ -154,7 +154,7 @@ def check(stats: dict, what: str) -> None:
 def test_photo_and_evaluate_paths_from_8_threads(pipeline, photo_bytes, fer_faces):
     """Photo (``pipeline.predict(bytes)``) and Evaluate (``backend.predict`` on 1–37 real faces)
     calls interleaved on one shared pipeline: exactly the single-threaded results."""
-    from fercore.preprocess import to_model_input
+    from fercore.inference.preprocess import to_model_input
 
     backend = pipeline.classifier.backend
 
@@ -182,9 +182,9 @@ def test_photo_and_evaluate_paths_from_8_threads(pipeline, photo_bytes, fer_face
 
 @pytest.mark.slow
 def test_evaluate_from_8_threads(pipeline, fer_faces):
-    """``fercore.evaluate.predict_proba`` — the loop behind ``evaluate`` and the Evaluate page —
+    """``fercore.evaluation.evaluate.predict_proba`` — the loop behind ``evaluate`` and the Evaluate page —
     on the shared backend with batch sizes 1–37 from 8 threads: exactly the single-threaded result."""
-    from fercore.evaluate import predict_proba
+    from fercore.evaluation.evaluate import predict_proba
 
     backend = pipeline.classifier.backend
     rng = random.Random(2)
@@ -202,7 +202,7 @@ def test_evaluate_from_8_threads(pipeline, fer_faces):
 def test_one_backend_call_gives_the_same_answer_whatever_the_batch(pipeline, fer_faces):
     """Not a thread test, but what makes exact comparisons meaningful across batch sizes: a face's
     probabilities do not depend on which batch it came in (LiteRT resizes the input per call)."""
-    from fercore.preprocess import to_model_input
+    from fercore.inference.preprocess import to_model_input
 
     backend = pipeline.classifier.backend
     one_by_one = np.concatenate([backend.predict(to_model_input(fer_faces[i : i + 1])) for i in range(37)])

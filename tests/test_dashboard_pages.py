@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fercore.classify import default_model_path
+from fercore.inference.classify import default_model_path
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
@@ -521,7 +521,7 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
 
 
 def test_train_page_previews_a_tiny_model_and_its_time_per_epoch(tmp_path, class_folder, monkeypatch):
-    from fercore.model import build_model, count_flops
+    from fercore.models.architectures import build_model, count_flops
     from fercore.train import preview
 
     tiny = {"widths": [8], "depths": [1], "stem_width": 8}
@@ -644,12 +644,12 @@ def _common():
 
 @requires_default_model
 def test_evaluate_compares_two_models_and_shows_calibration(class_folder, tiny_model_dir, tmp_path, monkeypatch):
-    """Shipped model (a) against a run's export (b) on the same split: the page matches fercore.evaluate,
+    """Shipped model (a) against a run's export (b) on the same split: the page matches fercore.evaluation.evaluate,
     shows a reliability diagram, the comparison table with deltas and the faces the two disagree on."""
     import shutil
 
-    from fercore.data import load_dataset
-    from fercore.evaluate import evaluate
+    from fercore.data.loader import load_dataset
+    from fercore.evaluation.evaluate import evaluate
 
     run = tmp_path / "runs" / "run-tiny"
     shutil.copytree(tiny_model_dir, run / "export")
@@ -784,7 +784,7 @@ def test_photo_zip_batch_one_table_csv_gallery_and_whole_image(photos_dir):
     (table,) = [d.value for d in at.dataframe if "labels" in d.value.columns]
     assert table["faces"].sum() == 48 and table["labels"].str.contains("whole image").sum() == 47
     assert {m.label: m.value for m in at.metric}["Without a face"] == "0"
-    from fercore.batch import to_table
+    from fercore.inference.batch import to_table
 
     rows = to_table(at.session_state["photo_batch"]["results"])
     assert isinstance(rows, pd.DataFrame) and rows["whole_image"].sum() == 47
@@ -840,9 +840,9 @@ def test_video_cancel_leaves_nothing_on_disk_and_can_restart(photos_dir, tmp_pat
 
     from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
-    import fercore.video
+    import fercore.inference.video
 
-    real = fercore.video.process_video
+    real = fercore.inference.video.process_video
     calls = []
 
     def interrupted(*args, progress=None, **kwargs):
@@ -856,7 +856,7 @@ def test_video_cancel_leaves_nothing_on_disk_and_can_restart(photos_dir, tmp_pat
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(fercore.video, "process_video", interrupted)
+    monkeypatch.setattr(fercore.inference.video, "process_video", interrupted)
     at = open_page("video", timeout=120)
     clip = make_video(tmp_path / "face.mp4", photos_dir / "astronaut.png", frames=20)
     at.file_uploader(key="video_upload").set_value(("face.mp4", clip.read_bytes(), "video/mp4")).run()
@@ -865,7 +865,7 @@ def test_video_cancel_leaves_nothing_on_disk_and_can_restart(photos_dir, tmp_pat
     assert "%" in at.get("progress")[0].proto.text, "progress text"
     button(at, "Cancel").click().run()
     assert any("cancelled" in i.value for i in at.info) and not at.get("video")
-    monkeypatch.setattr(fercore.video, "process_video", real)
+    monkeypatch.setattr(fercore.inference.video, "process_video", real)
     button(at, "Analyse again").click().run()
     assert_ok(at)
     assert [m.value for m in at.metric if m.label == "Frames"] == ["20"] and not errors(at)
@@ -900,8 +900,8 @@ def test_webcam_page_and_bad_ice_config():
 @requires_default_model
 def test_webcam_calibration_toggle_changes_the_shown_scores(photos_dir):
     """Calibrating on the (happy) astronaut makes the page show it neutral; the toggle brings raw scores back."""
-    from fercore.baseline import fit_baseline
-    from fercore.image import load_image
+    from fercore.inference.baseline import fit_baseline
+    from fercore.inference.image import load_image
     from fercore.labels import EMOTIONS
 
     at = open_page("webcam")
@@ -925,9 +925,9 @@ def test_webcam_frame_callback_draws_and_reports(photos_dir):
     """The callback streamlit-webrtc calls per frame: pipeline → track → draw, results on the queue."""
     import av
 
-    from fercore.classify import EmotionClassifier
-    from fercore.image import load_image
-    from fercore.live import LiveSession
+    from fercore.inference.classify import EmotionClassifier
+    from fercore.inference.image import load_image
+    from fercore.inference.live import LiveSession
 
     rgb = load_image(photos_dir / "astronaut.png")
     live = LiveSession(EmotionClassifier(), "haar")

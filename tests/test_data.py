@@ -1,4 +1,4 @@
-"""fercore.data: CSV, Kaggle layout, class folders, FER+ votes, cache, and bad input."""
+"""fercore.data.loader: CSV, Kaggle layout, class folders, FER+ votes, cache, and bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fercore.data import (
+from fercore.data.loader import (
     DataError,
     align_votes,
     load_csv,
@@ -329,7 +329,7 @@ def test_folder_images_decode_through_fercore_image(tmp_path):
 
 
 def test_oversized_face_files_are_skipped_with_a_reason(tmp_path, monkeypatch):
-    from fercore import folders
+    from fercore.data import folders
 
     root = tmp_path / "faces"
     (root / "sad").mkdir(parents=True)

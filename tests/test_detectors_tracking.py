@@ -1,4 +1,4 @@
-"""fercore.detectors.tracking: Haar for live streams — follow known faces, scan the whole frame now and then."""
+"""fercore.inference.detectors.tracking: Haar for live streams — follow known faces, scan the whole frame now and then."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import face_tile, load_photo
 
-from fercore.detectors.haar import HaarDetector
-from fercore.detectors.tracking import TrackingDetector
+from fercore.inference.detectors.haar import HaarDetector
+from fercore.inference.detectors.tracking import TrackingDetector
 from fercore.types import DetectorError
 
 

@@ -1,4 +1,4 @@
-"""fercore.draw: boxes in the label's colour, captions, probability bars, heat maps; never in place."""
+"""fercore.inference.draw: boxes in the label's colour, captions, probability bars, heat maps; never in place."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import FIXED_PROBS
 
-from fercore.draw import annotate, caption, heat_overlay
+from fercore.inference.draw import annotate, caption, heat_overlay
 from fercore.labels import EMOTIONS, color_rgb
 from fercore.types import Box, FacePrediction
 

@@ -1,4 +1,4 @@
-"""fercore.ensemble: EnsembleBackend (averaging, TTA, thread safety), tier manifests, load_tier,
+"""fercore.models.ensemble: EnsembleBackend (averaging, TTA, thread safety), tier manifests, load_tier,
 and training.ship --tier accurate with tiny models."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from fercore.ensemble import (
+from fercore.models.ensemble import (
     MANIFEST,
     EnsembleBackend,
     load_tier,
@@ -115,7 +115,7 @@ def tiny_tier(tmp_path, tiny_model_dir):
 
 
 def test_load_tier_from_folder_manifest_and_file(tiny_tier, tiny_model_dir):
-    from fercore.classify import TFLiteBackend, load_backend
+    from fercore.inference.classify import TFLiteBackend, load_backend
 
     x = faces(4)
     single = load_backend(tiny_model_dir / "model.tflite")
@@ -129,7 +129,7 @@ def test_load_tier_from_folder_manifest_and_file(tiny_tier, tiny_model_dir):
 
 
 def test_named_tiers(monkeypatch, tmp_path, tiny_tier, tiny_model_dir):
-    import fercore.ensemble as ens
+    import fercore.models.ensemble as ens
 
     monkeypatch.setenv("FER_MODEL", str(tiny_model_dir / "model.tflite"))
     assert resolve_tier("fast") == resolve_tier(None) == tiny_model_dir / "model.tflite"

@@ -1,4 +1,4 @@
-"""fercore.evaluate and python -m training.evaluate: JSON contract (accuracy = manual count), ECE, FER+ labels,
+"""fercore.evaluation.evaluate and python -m training.evaluate: JSON contract (accuracy = manual count), ECE, FER+ labels,
 temperature fitting, tiers."""
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ def test_evaluate_json_contract_and_manual_count(small_real_set, tiny_model_dir,
     conf = np.array(out["confusion"])
     assert conf.shape == (7, 7) and conf.sum() == 70 and conf.sum(axis=1).tolist() == [10] * 7
     # manual count with the model itself
-    from fercore.classify import KerasBackend
-    from fercore.data import load_dataset
-    from fercore.model import load_keras_model
-    from fercore.preprocess import to_model_input
+    from fercore.data.loader import load_dataset
+    from fercore.inference.classify import KerasBackend
+    from fercore.inference.preprocess import to_model_input
+    from fercore.models.architectures import load_keras_model
 
     ds = load_dataset(small_real_set)
     keras_model = load_keras_model(tiny_model_dir / "model.keras")
@@ -96,8 +96,8 @@ def test_evaluate_bad_input(tmp_path, class_folder, args, message):
 
 
 def test_predict_proba_batches_and_progress(tiny_model_dir):
-    from fercore.classify import load_backend
-    from fercore.evaluate import predict_proba
+    from fercore.evaluation.evaluate import predict_proba
+    from fercore.inference.classify import load_backend
 
     faces = np.random.default_rng(3).integers(0, 255, (37, 48, 48), dtype=np.uint8)
     backend = load_backend(tiny_model_dir / "model.tflite")
@@ -112,9 +112,9 @@ def test_predict_proba_batches_and_progress(tiny_model_dir):
 def test_json_reports_ece_and_the_models_temperature(small_real_set, tiny_model_dir, tmp_path):
     import shutil
 
-    from fercore.calibration import apply_temperature, ece, save_temperature
-    from fercore.data import load_dataset
-    from fercore.evaluate import evaluate
+    from fercore.data.loader import load_dataset
+    from fercore.evaluation.calibration import apply_temperature, ece, save_temperature
+    from fercore.evaluation.evaluate import evaluate
 
     model = tmp_path / "model.tflite"
     shutil.copy(tiny_model_dir / "model.tflite", model)
@@ -150,8 +150,8 @@ def _votes_csv(path, rows_votes: dict[int, list[int]]) -> None:
 
 
 def test_ferplus_labels_replace_fer2013_and_unclear_faces_are_counted(small_real_set, tiny_model_dir):
-    from fercore.data import load_dataset
-    from fercore.evaluate import evaluate, ferplus_relabel
+    from fercore.data.loader import load_dataset
+    from fercore.evaluation.evaluate import evaluate, ferplus_relabel
 
     ds = load_dataset(small_real_set)
     rows = ds.rows().tolist()
@@ -224,8 +224,8 @@ def test_ferplus_on_the_real_votes(small_real_set, tiny_model_dir, fer_dir):
 
 
 def test_stratified_folds_partition_each_class(class_folder):
-    from fercore.data import load_dataset
-    from fercore.evaluate import stratified_subset
+    from fercore.data.loader import load_dataset
+    from fercore.evaluation.evaluate import stratified_subset
 
     ds = load_dataset(class_folder).split("train")
     a, b = stratified_subset(ds, fold=(1, 2)), stratified_subset(ds, fold=(2, 2))
@@ -241,7 +241,7 @@ def test_stratified_folds_partition_each_class(class_folder):
 def test_fit_temperature_cli_writes_the_side_file(class_folder, tiny_model_dir, tmp_path):
     import shutil
 
-    from fercore.calibration import load_temperature
+    from fercore.evaluation.calibration import load_temperature
 
     model = tmp_path / "m" / "model.tflite"
     model.parent.mkdir()

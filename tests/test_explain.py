@@ -1,4 +1,4 @@
-"""fercore.explain: Grad-CAM lands where the evidence is; overlays."""
+"""fercore.inference.explain: Grad-CAM lands where the evidence is; overlays."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fercore.explain import find_target_layer, gradcam, overlay  # noqa: E402
+from fercore.inference.explain import find_target_layer, gradcam, overlay  # noqa: E402
 
 
 def evidence_model():
@@ -43,7 +43,7 @@ def test_gradcam_highlights_the_pixels_that_drive_the_score():
 
 
 def test_gradcam_on_our_architecture():
-    from fercore.model import build_model
+    from fercore.models.architectures import build_model
 
     model = build_model("fernet", widths=(8, 8, 8, 8), depths=(1, 1, 1, 1), stem_width=8)
     layer = find_target_layer(model)

@@ -1,4 +1,4 @@
-"""fercore.export and python -m training.export: formats agree, float32 twins of mixed-precision models, int8."""
+"""fercore.models.export and python -m training.export: formats agree, float32 twins of mixed-precision models, int8."""
 
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ def test_a_mixed_precision_model_is_exported_in_float32(tmp_path):
     float32 twin with the same weights: every format float32, all agreeing."""
     code = (
         "import json, sys, keras\n"
-        "from fercore.model import build_model, save_model\n"
-        "from fercore.export import export_all\n"
+        "from fercore.models.architectures import build_model, save_model\n"
+        "from fercore.models.export import export_all\n"
         "keras.mixed_precision.set_global_policy('mixed_bfloat16')\n"
         "m = build_model('fernet', widths=(8, 8, 8, 8), stem_width=4)\n"
         f"save_model(m, {str(tmp_path / 'bf16.keras')!r})\n"
@@ -70,7 +70,7 @@ def test_a_mixed_precision_model_is_exported_in_float32(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     diffs = json.loads(res.stdout.strip().splitlines()[-1])
     assert max(diffs.values()) < 1e-4
-    from fercore.model import load_keras_model
+    from fercore.models.architectures import load_keras_model
 
     exported = load_keras_model(tmp_path / "out" / "model.keras")
     assert {layer.compute_dtype for layer in exported.layers} == {"float32"}
@@ -81,9 +81,9 @@ def test_int8_export_is_full_integer_with_float_io(tmp_path, tiny_model_dir):
     model, and on faces it agrees with the float model."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from fercore.classify import TFLiteBackend
-    from fercore.export import export_tflite_int8, representative_sample
-    from fercore.model import load_keras_model
+    from fercore.inference.classify import TFLiteBackend
+    from fercore.models.architectures import load_keras_model
+    from fercore.models.export import export_tflite_int8, representative_sample
     from tests.conftest import synthetic_faces
 
     images, labels = synthetic_faces(140)

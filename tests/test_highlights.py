@@ -1,4 +1,4 @@
-"""fercore.highlights: the rows it picks from a per-face video table, and the frames it crops them from
+"""fercore.inference.highlights: the rows it picks from a per-face video table, and the frames it crops them from
 (decode order, as in process_video's table)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from conftest import moving_face_frames, write_video
 
-from fercore.highlights import crop_face, pick_moments, read_frames, video_highlights
+from fercore.inference.highlights import crop_face, pick_moments, read_frames, video_highlights
+from fercore.inference.video import TABLE_COLUMNS
 from fercore.labels import EMOTIONS
 from fercore.types import Box, VideoError
-from fercore.video import TABLE_COLUMNS
 
 
 def table_of(rows: list[dict]) -> pd.DataFrame:
@@ -84,8 +84,8 @@ def test_crop_face_pads_squares_and_clips():
 def test_highlights_of_a_processed_video_match_its_input_frames(tmp_path, photos_dir, shipped_classifier):
     """The rows of process_video's table index the input's frames: a crop from the input video at a
     highlight equals the same crop of the frame that was written into it."""
-    from fercore.pipeline import FramePipeline
-    from fercore.video import process_video
+    from fercore.inference.pipeline import FramePipeline
+    from fercore.inference.video import process_video
 
     frames = moving_face_frames(16)
     src = tmp_path / "in.mp4"

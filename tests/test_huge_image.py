@@ -100,8 +100,8 @@ PROBE = textwrap.dedent(
                 return int(line.split()[1]) * 1024
         raise KeyError(key)
 
-    from fercore.image import MAX_PIXELS
-    from fercore.pipeline import FramePipeline
+    from fercore.inference.image import MAX_PIXELS
+    from fercore.inference.pipeline import FramePipeline
     from fercore.types import ImageError
 
     target, warmup, model = sys.argv[1], sys.argv[2], sys.argv[3]

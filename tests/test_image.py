@@ -1,4 +1,4 @@
-"""fercore.image: the one decoder (bad and unusual files, every pixel format, the size guard, the
+"""fercore.inference.image: the one decoder (bad and unusual files, every pixel format, the size guard, the
 OpenCV fast path) and the gray/RGB helpers."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 from conftest import ASTRONAUT_FACE, GRACE_FACE, contains, encode
 from PIL import Image, ImageFile, ImageOps
 
-import fercore.image as image_mod
-from fercore.detectors.haar import HaarDetector
-from fercore.image import (
+import fercore.inference.image as image_mod
+from fercore.inference.detectors.haar import HaarDetector
+from fercore.inference.image import (
     MAX_PIXELS,
     as_rgb,
     decode_image,
@@ -202,7 +202,7 @@ def test_a_bomb_is_refused_without_allocating_its_pixels(tmp_path):
     path.write_bytes(_png_header_only(15_000, 15_000))
     code = (
         "import sys, cv2, PIL.Image, numpy\n"
-        "from fercore.image import load_image\n"
+        "from fercore.inference.image import load_image\n"
         "from fercore.types import ImageError\n"
         "def hwm():  # VmHWM of this process (ru_maxrss would carry the parent's peak across exec)\n"
         "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1])\n"

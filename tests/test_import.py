@@ -24,19 +24,19 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_import_fercore_pulls_no_streamlit_nor_tensorflow():
-    mods = _modules_after("import fercore, fercore.data, fercore.stats, fercore.runs, fercore.labels")
-    assert "fercore.data" in mods
+    mods = _modules_after("import fercore, fercore.data.loader, fercore.data.stats, fercore.runs, fercore.labels")
+    assert "fercore.data.loader" in mods
     assert not any(m == "streamlit" or m.startswith("streamlit.") for m in mods)
     assert "tensorflow" not in mods
 
 
 def test_inference_modules_need_no_tensorflow():
     mods = _modules_after(
-        "import fercore.classify, fercore.detectors, fercore.detectors.haar, fercore.detectors.blaze, "
-        "fercore.detectors.tracking, fercore.detectors.mtcnn, fercore.image, fercore.types, fercore.preprocess, "
-        "fercore.pipeline, fercore.track, fercore.video, fercore.draw, fercore.evaluate"
+        "import fercore.inference.classify, fercore.inference.detectors, fercore.inference.detectors.haar, fercore.inference.detectors.blaze, "
+        "fercore.inference.detectors.tracking, fercore.inference.detectors.mtcnn, fercore.inference.image, fercore.types, fercore.inference.preprocess, "
+        "fercore.inference.pipeline, fercore.inference.track, fercore.inference.video, fercore.inference.draw, fercore.evaluation.evaluate"
     )
-    assert "fercore.pipeline" in mods
+    assert "fercore.inference.pipeline" in mods
     assert "tensorflow" not in mods and "streamlit" not in mods and "keras" not in mods
 
 
@@ -157,10 +157,12 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_the_graph_sees_imports_inside_functions_relative_and_dynamic_imports():
     graph, _ = _import_graph()
-    assert "fercore.types" in graph["fercore.detectors.base"]  # module level
-    assert "fercore.detectors.tracking" in graph["fercore.detectors"]  # inside a function
-    assert "fercore.detectors.haar" in graph["fercore.detectors"]  # importlib.import_module(f"fercore.detectors.…")
-    assert "fercore.classify" in graph["fercore.pipeline"]
+    assert "fercore.types" in graph["fercore.inference.detectors.base"]  # module level
+    assert "fercore.inference.detectors.tracking" in graph["fercore.inference.detectors"]  # inside a function
+    assert (
+        "fercore.inference.detectors.haar" in graph["fercore.inference.detectors"]
+    )  # importlib.import_module(f"fercore.inference.detectors.…")
+    assert "fercore.inference.classify" in graph["fercore.inference.pipeline"]
     assert "fercore.labels" in graph["fercore"]
 
 

@@ -1,4 +1,4 @@
-"""fercore.live: one webcam session — its pipeline, the hand-over queue, recording and ICE settings."""
+"""fercore.inference.live: one webcam session — its pipeline, the hand-over queue, recording and ICE settings."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import io
 import numpy as np
 import pytest
 
-from fercore.classify import EmotionClassifier
-from fercore.live import LiveHistory, LiveSession, Recording, parse_ice_servers
+from fercore.inference.classify import EmotionClassifier
+from fercore.inference.live import LiveHistory, LiveSession, Recording, parse_ice_servers
 from fercore.types import Box, FacePrediction
 from tests.conftest import FixedBackend
 

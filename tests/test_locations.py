@@ -1,4 +1,4 @@
-"""fercore.locations: data roots, the path check of the dashboard's path fields, dataset discovery."""
+"""fercore.data.locations: data roots, the path check of the dashboard's path fields, dataset discovery."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fercore import locations
-from fercore.locations import (
+from fercore.data import locations
+from fercore.data.locations import (
     check_dataset_path,
     data_candidates,
     data_roots,

@@ -1,4 +1,4 @@
-"""fercore.pipeline: FramePipeline sequences detect → crop → classify → track → adjust → draw."""
+"""fercore.inference.pipeline: FramePipeline sequences detect → crop → classify → track → adjust → draw."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from conftest import (
     requires_model,
 )
 
-from fercore.classify import EmotionClassifier
-from fercore.detectors.blaze import BlazeFaceDetector
-from fercore.detectors.haar import HaarDetector
-from fercore.detectors.tracking import TrackingDetector
-from fercore.image import load_image
+from fercore.inference.classify import EmotionClassifier
+from fercore.inference.detectors.blaze import BlazeFaceDetector
+from fercore.inference.detectors.haar import HaarDetector
+from fercore.inference.detectors.tracking import TrackingDetector
+from fercore.inference.image import load_image
+from fercore.inference.pipeline import FramePipeline, FrameResult
+from fercore.inference.track import FaceTracker
 from fercore.labels import EMOTIONS
-from fercore.pipeline import FramePipeline, FrameResult
-from fercore.track import FaceTracker
 from fercore.types import Box, DetectorError, FacePrediction
 
 FRAME = np.full((240, 320, 3), 60, np.uint8)

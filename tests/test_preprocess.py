@@ -1,4 +1,4 @@
-"""fercore.preprocess: the one face preprocessing (square box → edge-padded crop → 48×48 gray)."""
+"""fercore.inference.preprocess: the one face preprocessing (square box → edge-padded crop → 48×48 gray)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fercore.preprocess import (
+from fercore.inference.preprocess import (
     FACE_MARGIN,
     FACE_SIZE,
     crop_face,

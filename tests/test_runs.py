@@ -242,7 +242,7 @@ def test_metrics_after_a_cut_off_line_and_truncation_for_resume(tmp_path):
 
 KILLER = """
 import os, signal, sys
-import fercore.model
+import fercore.models.architectures
 from fercore.train import callbacks
 from training.train import main
 
@@ -257,7 +257,7 @@ if mode == "step":  # die right after global step `at` was logged
 
     callbacks.RunLogger.on_train_batch_end = on_end
 else:  # die halfway through writing last.keras for the `at`-th time
-    save, count = fercore.model.save_model, [0]
+    save, count = fercore.models.architectures.save_model, [0]
 
     def dying_save(model, path, config=None):
         if path.name == "last.keras":
@@ -268,7 +268,7 @@ else:  # die halfway through writing last.keras for the `at`-th time
                 os.kill(os.getpid(), signal.SIGKILL)
         return save(model, path, config)
 
-    fercore.model.save_model = dying_save
+    fercore.models.architectures.save_model = dying_save
 sys.exit(main(sys.argv[3:]))
 """
 
@@ -316,7 +316,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_without_duplicate_rows(tmp_path,
 
 def test_sigkill_while_saving_keeps_the_previous_checkpoint(tmp_path, class_folder, no_export):
     run = _killed_run(tmp_path, class_folder, "save", 2)  # the epoch-2 save of last.keras
-    from fercore.model import read_model_config
+    from fercore.models.architectures import read_model_config
 
     assert read_model_config(run / runs.LAST)["step"] == 4  # epoch 1's, intact
     status = _resume(run)

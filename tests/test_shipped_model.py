@@ -14,20 +14,20 @@ pytestmark = requires_model
 
 @pytest.fixture(scope="module")
 def public_test(fer_dir):
-    from fercore.data import load_dataset
+    from fercore.data.loader import load_dataset
 
     return load_dataset(fer_dir).split("test")
 
 
 @pytest.fixture(scope="module")
 def tflite_result(public_test):
-    from fercore.evaluate import evaluate
+    from fercore.evaluation.evaluate import evaluate
 
     return evaluate(None, public_test)  # default model = the shipped one
 
 
 def test_default_model_is_shipped_tflite():
-    from fercore.classify import default_model_path
+    from fercore.inference.classify import default_model_path
 
     assert default_model_path().resolve() == (SHIPPED_MODEL_DIR / "model.tflite").resolve()
 
@@ -38,7 +38,7 @@ def test_public_test_accuracy_no_regression(tflite_result):
 
 
 def test_formats_give_same_top1(public_test, tflite_result):
-    from fercore.evaluate import evaluate
+    from fercore.evaluation.evaluate import evaluate
 
     ref = tflite_result.to_dict()["accuracy"]
     for name in ("model.keras", "model.json"):
@@ -64,7 +64,7 @@ ACCURATE = SHIPPED_MODEL_DIR / "accurate"
 
 @pytest.fixture(scope="module")
 def accurate_manifest():
-    from fercore.ensemble import read_manifest
+    from fercore.models.ensemble import read_manifest
 
     if not (ACCURATE / "manifest.json").exists():
         pytest.skip("the accurate tier is not shipped (no models/accurate/manifest.json)")
@@ -79,7 +79,7 @@ def test_accurate_tier_has_three_members_and_tta(accurate_manifest):
 def test_accurate_tier_beats_the_fast_one_as_its_manifest_says(accurate_manifest, public_test, tflite_result):
     """``--model accurate`` on all of PublicTest (its ten-view TTA applied once) reproduces the manifest's
     figure, and it is higher than every member's and the fast tier's."""
-    from fercore.evaluate import evaluate
+    from fercore.evaluation.evaluate import evaluate
 
     measured = evaluate("accurate", public_test).to_dict()
     assert measured["tta"] is True and measured["n"] == len(public_test)

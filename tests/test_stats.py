@@ -1,12 +1,12 @@
-"""fercore.stats on small hand-made data sets whose answers are known."""
+"""fercore.data.stats on small hand-made data sets whose answers are known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fercore import stats
-from fercore.dataset import Dataset, LoadReport
+from fercore.data import stats
+from fercore.data.dataset import Dataset, LoadReport
 from fercore.labels import EMOTIONS
 from fercore.types import DataError
 

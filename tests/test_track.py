@@ -1,12 +1,12 @@
-"""fercore.track: stable ids across frames, smoothed scores, no label flicker, retired ids."""
+"""fercore.inference.track: stable ids across frames, smoothed scores, no label flicker, retired ids."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from fercore.inference.track import FaceTracker, Track
 from fercore.labels import EMOTIONS
-from fercore.track import FaceTracker, Track
 from fercore.types import Box, FacePrediction
 
 FACE = np.zeros((48, 48), np.uint8)

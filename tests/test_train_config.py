@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from fercore.model import ARCHITECTURES
+from fercore.models.architectures import ARCHITECTURES
 from fercore.train import EXPORT_CHECKPOINTS, OPTIMIZERS, SCHEDULES, STRATEGIES, Augment, TrainConfig
 from fercore.train.config import architecture, form_config, options
 from tests.conftest import TINY
@@ -66,7 +66,7 @@ def test_form_config_switches_augmentations_and_sets_a_log_interval():
 
 
 def test_architecture_of_a_fine_tune_is_the_stored_one(tmp_path):
-    from fercore.model import build_model, save_model
+    from fercore.models.architectures import build_model, save_model
 
     file = save_model(build_model("fernet", **TINY), tmp_path / "m.keras", {"model": "fernet", "model_params": TINY})
     assert architecture("coursera", {}, str(file)) == ("fernet", TINY)
@@ -77,7 +77,7 @@ def test_architecture_of_a_fine_tune_is_the_stored_one(tmp_path):
 
 
 def test_with_init_architecture_takes_the_source_models(tmp_path):
-    from fercore.model import build_model, save_model
+    from fercore.models.architectures import build_model, save_model
     from fercore.train.config import with_init_architecture
 
     file = save_model(build_model("fernet", **TINY), tmp_path / "m.keras", {"model": "fernet", "model_params": TINY})

@@ -40,7 +40,7 @@ def _tiny_config(tmp_path: Path, data: Path, **extra) -> Path:
 
 
 def _weights(file: Path) -> list[np.ndarray]:
-    from fercore.model import load_keras_model
+    from fercore.models.architectures import load_keras_model
 
     return [np.asarray(w) for w in load_keras_model(file).get_weights()]
 
@@ -61,7 +61,7 @@ def test_fit_writes_a_complete_run_directory(tmp_path, class_folder):
                  "export/model.weights.h5", "export/model.keras"):  # fmt: skip
         assert (run / name).exists(), name
     assert any((run / runs.TENSORBOARD).rglob("events.out.tfevents.*"))
-    from fercore.model import read_model_config
+    from fercore.models.architectures import read_model_config
 
     stored = read_model_config(run / runs.BEST)
     assert stored["model"] == "fernet" and stored["epoch"] >= 1
@@ -215,7 +215,7 @@ def test_sigterm_mid_epoch_stops_cleanly_and_resume_finishes(tmp_path, fer_dir):
 
 def test_a_fine_tuning_run_records_the_architecture_it_loads(tmp_path, class_folder):
     """--init-from loads that model whatever --model says; config.json must say what was trained."""
-    from fercore.model import build_model, save_model
+    from fercore.models.architectures import build_model, save_model
 
     src = save_model(build_model("fernet", **TINY), tmp_path / "src.keras", {"model": "fernet", "model_params": TINY})
     run = tmp_path / "ft"
@@ -225,6 +225,6 @@ def test_a_fine_tuning_run_records_the_architecture_it_loads(tmp_path, class_fol
     recorded = runs.read_config(run)
     assert recorded["model"] == "fernet" and recorded["model_params"] == TINY
     assert recorded["init_from_config"] == {"model": "fernet", "model_params": TINY}  # the source's own config
-    from fercore.model import read_model_config
+    from fercore.models.architectures import read_model_config
 
     assert read_model_config(run / "export" / "model.keras")["model"] == "fernet"

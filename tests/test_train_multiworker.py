@@ -174,8 +174,8 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes(tmp_path, class_f
         assert (run / name).exists(), name
 
     # the exported model loads and predicts, as LiteRT and as Keras, alike
-    from fercore.classify import load_backend
-    from fercore.model import load_keras_model
+    from fercore.inference.classify import load_backend
+    from fercore.models.architectures import load_keras_model
 
     images, _ = synthetic_faces(8, seed=3)
     x = images[..., None].astype(np.float32)

@@ -13,7 +13,7 @@ TINY = {"widths": [16], "depths": [1], "stem_width": 8}
 
 
 def test_describe_matches_the_built_model():
-    from fercore.model import build_model, count_flops
+    from fercore.models.architectures import build_model, count_flops
 
     summary = preview.describe("fernet", TINY)
     model = build_model("fernet", **TINY)

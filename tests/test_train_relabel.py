@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fercore.data import DataError, load_dataset
+from fercore.data.loader import DataError, load_dataset
 from fercore.labels import EMOTIONS
 from fercore.train import TrainConfig, options, prepare_data
 

@@ -48,7 +48,7 @@ def test_checkpoint_with_a_float_rate_follows_the_curve_after_resume(tmp_path):
     resume makes the optimizer apply old_lr_at(step), and the model still saves and loads."""
     import keras
 
-    from fercore.model import build_model
+    from fercore.models.architectures import build_model
     from tests.conftest import TINY
 
     cfg = TrainConfig(epochs=4, lr=0.05, warmup_epochs=1)

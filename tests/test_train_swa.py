@@ -67,7 +67,7 @@ def test_recompute_batch_norm_sets_the_mean_of_the_batch_statistics():
 def test_an_swa_run_exports_the_mean_of_its_last_epochs(tmp_path, class_folder, monkeypatch):
     exported = []
     monkeypatch.setattr(
-        importlib.import_module("fercore.export"), "export_all", lambda src, *a, **k: exported.append(src)
+        importlib.import_module("fercore.models.export"), "export_all", lambda src, *a, **k: exported.append(src)
     )
     seen: dict[int, list[np.ndarray]] = {}
     run = tmp_path / "run"
@@ -77,7 +77,7 @@ def test_an_swa_run_exports_the_mean_of_its_last_epochs(tmp_path, class_folder, 
     assert exported == [run / runs.SWA]  # the export is the averaged model, not the last epoch
     [row] = runs.summary_rows(tmp_path)  # the runs table shows it
     assert row["SWA val. accuracy"] == status["swa_val_accuracy"]
-    from fercore.model import load_keras_model
+    from fercore.models.architectures import load_keras_model
 
     model = load_keras_model(run / runs.SWA)
     bn = _bn_names(model)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fercore.audit import save_proba
-from fercore.data import DataError, load_dataset
+from fercore.data.audit import save_proba
+from fercore.data.loader import DataError, load_dataset
 from fercore.train import TrainConfig, options, prepare_data
 from fercore.train.teacher import soften, teacher_targets
 
@@ -81,7 +81,7 @@ def test_teacher_options_are_cli_flags():
 
 
 def test_evaluate_proba_out_writes_a_teacher_cache(fer_folder, tiny_model_dir, tmp_path):
-    from fercore.evaluate import predict_proba
+    from fercore.evaluation.evaluate import predict_proba
     from training.evaluate import main
 
     out = tmp_path / "runs" / "teacher.csv"

@@ -1,4 +1,4 @@
-"""fercore.uploads: hostile uploads are refused quickly, in bounded memory, leaving nothing on disk.
+"""fercore.data.uploads: hostile uploads are refused quickly, in bounded memory, leaving nothing on disk.
 
 Each hostile case runs ``load_uploaded`` in a fresh Python process (so its peak memory can be read
 from ``VmHWM`` after a reset) with its working folder, temp folder and upload folder inside the test's own
@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import pytest
 
+from fercore.data.uploads import SESSION_PREFIX, UploadLimits, UploadSession, load_uploaded, sweep_stale_uploads
 from fercore.types import DataError
-from fercore.uploads import SESSION_PREFIX, UploadLimits, UploadSession, load_uploaded, sweep_stale_uploads
 from tests.conftest import synthetic_faces
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ PROBE = r"""
 import json, resource, sys, time
 from pathlib import Path
 from fercore.types import DataError
-from fercore.uploads import load_uploaded
+from fercore.data.uploads import load_uploaded
 
 def hwm_kb():
     # VmHWM, reset below: ru_maxrss would carry the forking parent's peak across exec
@@ -356,7 +356,7 @@ def test_extraction_checks_the_resolved_path_too(tmp_path):
     """Defence in depth: even a member that slipped past the name checks cannot land outside."""
     from pathlib import PurePosixPath
 
-    from fercore.uploads import _extract_images
+    from fercore.data.uploads import _extract_images
 
     zf = zipfile.ZipFile(io.BytesIO(_zip([("a.png", _png())])))
     root = tmp_path / "session" / "zip"

@@ -1,4 +1,4 @@
-"""fercore.video: annotated H.264 MP4 + per-face table from a generated video; corrupt inputs."""
+"""fercore.inference.video: annotated H.264 MP4 + per-face table from a generated video; corrupt inputs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from conftest import moving_face_frames, write_video
 
+from fercore.inference.pipeline import FramePipeline
+from fercore.inference.video import TABLE_COLUMNS, process_video
 from fercore.labels import EMOTIONS
-from fercore.pipeline import FramePipeline
 from fercore.types import VideoError
-from fercore.video import TABLE_COLUMNS, process_video
 
 W, H, FPS = 320, 240, 10
 FACE_IN_TILE = (46, 39, 57)  # the face's box (x, y, side) inside the 150×150 tile, approximately

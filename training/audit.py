@@ -4,7 +4,7 @@
   python -m training.audit --data ../shared/data/fer2013 --relabel-out relabel.csv --proba-out proba.csv
   python -m training.audit --data fer2013.csv --rules model --proba oof.csv --min-confidence 0.8 --json
 
-Rules (see fercore.audit): ``ferplus`` — the FER+ majority among the 7 emotions differs from the label;
+Rules (see fercore.data.audit): ``ferplus`` — the FER+ majority among the 7 emotions differs from the label;
 ``model`` — confident learning on the model's probabilities (the shipped model by default; out-of-fold
 probabilities with --proba are better, since a model has partly memorised its own training faces).
 """
@@ -21,8 +21,8 @@ from typing import NoReturn
 
 import numpy as np
 
-from fercore.ferplus import VOTES_FILE
-from fercore.ferplus import find_votes as find_ferplus_votes
+from fercore.data.ferplus import VOTES_FILE
+from fercore.data.ferplus import find_votes as find_ferplus_votes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _rules(text: str) -> list[str]:
-    from fercore.audit import RULES
+    from fercore.data.audit import RULES
 
     rules = [r.strip() for r in text.split(",") if r.strip()]
     if not rules or any(r not in RULES for r in rules):
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = round(time.perf_counter() - start, 1)
         written = None
         if args.relabel_out:
-            from fercore.audit import write_relabel
+            from fercore.data.audit import write_relabel
 
             written = write_relabel(result.suspects, args.relabel_out)
     except (ValueError, OSError) as exc:  # DataError is a ValueError
@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace):  # -> fercore.audit.AuditResult (imports stay lazy for --help)
-    from fercore.audit import audit, load_proba, save_proba
-    from fercore.data import align_votes, load_dataset, load_ferplus_votes
+def _run(args: argparse.Namespace):  # -> fercore.data.audit.AuditResult (imports stay lazy for --help)
+    from fercore.data.audit import audit, load_proba, save_proba
+    from fercore.data.loader import align_votes, load_dataset, load_ferplus_votes
 
     ds = load_dataset(args.data).split(args.split)
     ds = ds.subset(spread(len(ds), args.limit))
@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace):  # -> fercore.audit.AuditResult (imports sta
         if args.proba:
             proba = load_proba(args.proba, ds)
         else:
-            from fercore.evaluate import predict_proba
+            from fercore.evaluation.evaluate import predict_proba
 
             proba = predict_proba(args.model, ds.images)
         if args.proba_out:

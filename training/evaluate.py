@@ -75,15 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from fercore.data import DataError, load_dataset, normalize_split
-    from fercore.ensemble import resolve_tier
-    from fercore.evaluate import (
+    from fercore.data.loader import DataError, load_dataset, normalize_split
+    from fercore.evaluation.evaluate import (
         evaluate,
         ferplus_relabel,
         find_ferplus_votes,
         fit_and_save_temperature,
         stratified_subset,
     )
+    from fercore.models.ensemble import resolve_tier
 
     try:
         ds = load_dataset(args.data)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             faces = stratified_subset(faces, limit=args.limit, fold=args.fold, seed=args.seed)
         result = evaluate(args.model, faces, tta=args.tta, model_name=args.model)
         if args.proba_out:
-            from fercore.audit import save_proba
+            from fercore.data.audit import save_proba
 
             save_proba(args.proba_out, faces, result.proba)
         model_file = resolve_tier(args.model)

@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.int8 and not args.data:
         p.error("--int8 needs --data: the int8 model is calibrated on training faces")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from fercore.data import DataError, load_dataset
-    from fercore.export import export_all, representative_sample
+    from fercore.data.loader import DataError, load_dataset
+    from fercore.models.export import export_all, representative_sample
 
     try:
         faces = int8_faces = None

@@ -15,7 +15,7 @@ quotes (tests/test_shipped_model.py checks that they match the shipped files).
 A tier (``--tier accurate``) goes to models/<tier>/: each member as a .tflite twin with float16
 weights (half the size; checked against its Keras source, max difference < 1e-2; ``--float32``
 keeps full precision, < 1e-4), and manifest.json with the tier's TTA setting and every
-member's and the ensemble's PublicTest figures (fercore.ensemble reads it). Fit the tier's
+member's and the ensemble's PublicTest figures (fercore.models.ensemble reads it). Fit the tier's
 temperature afterwards with ``python -m training.evaluate --model accurate --fit-temperature …``.
 """
 
@@ -27,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+from fercore.paths import MODELS_DIR as MODELS
 
 
 def confusion_png(confusion: list[list[int]], labels: list[str], file: Path) -> None:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"the {args.tier} tier needs --members")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.tier != "fast":
-        from fercore.data import DataError
+        from fercore.data.loader import DataError
 
         try:
             return ship_tier(
@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     args.out = args.out or str(MODELS)
     from fercore import runs
-    from fercore.data import load_dataset
-    from fercore.evaluate import evaluate
-    from fercore.export import export_all
-    from fercore.model import count_flops, load_keras_model, read_model_config
+    from fercore.data.loader import load_dataset
+    from fercore.evaluation.evaluate import evaluate
+    from fercore.models.architectures import count_flops, load_keras_model, read_model_config
+    from fercore.models.export import export_all
 
     run = Path(args.run)
     try:
@@ -222,7 +222,7 @@ def _display_path(path: Path) -> str:
 def _provenance(path: Path) -> str:
     """Where a member file came from: for a member of an existing tier, the source its manifest
     records (re-shipping a tier keeps its members' history), else the path itself."""
-    from fercore.ensemble import MANIFEST, read_manifest
+    from fercore.models.ensemble import MANIFEST, read_manifest
 
     if (path.parent / MANIFEST).exists():
         for member in read_manifest(path.parent).get("members", []):
@@ -246,13 +246,13 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
     ensemble's PublicTest figures."""
     import numpy as np
 
-    from fercore.classify import load_backend
-    from fercore.data import load_dataset
-    from fercore.ensemble import write_manifest
-    from fercore.evaluate import EvalResult, evaluate
-    from fercore.export import export_tflite
-    from fercore.model import load_keras_model, to_float32
-    from fercore.preprocess import to_model_input
+    from fercore.data.loader import load_dataset
+    from fercore.evaluation.evaluate import EvalResult, evaluate
+    from fercore.inference.classify import load_backend
+    from fercore.inference.preprocess import to_model_input
+    from fercore.models.architectures import load_keras_model, to_float32
+    from fercore.models.ensemble import write_manifest
+    from fercore.models.export import export_tflite
 
     test = load_dataset(data).split("test")
     # read .tflite members (and where they came from) before the folder is cleaned: they may be the

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from fercore import runs
-    from fercore.data import DataError
+    from fercore.data.loader import DataError
     from fercore.train import fit
 
     run_dir: Path | None = None

@@ -6,7 +6,7 @@ from pathlib import Path
 import common
 import streamlit as st
 
-from fercore import locations
+from fercore.data import locations
 
 st.title("Dataset")
 

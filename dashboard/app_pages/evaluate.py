@@ -9,9 +9,9 @@ import evaluate_views as views
 import numpy as np
 import streamlit as st
 
-from fercore import catalog
-from fercore.compare import Comparison
-from fercore.evaluate import evaluate
+from fercore.evaluation.compare import Comparison
+from fercore.evaluation.evaluate import evaluate
+from fercore.models import catalog
 
 st.title("Evaluate")
 

@@ -3,9 +3,10 @@
 import common
 import streamlit as st
 
-from fercore import catalog, locations
-from fercore.classify import MODELS_DIR
+from fercore.data import locations
+from fercore.inference.classify import MODELS_DIR
 from fercore.labels import COLORS_HEX, EMOTIONS
+from fercore.models import catalog
 
 st.title("Facial expression recognition")
 st.markdown(

@@ -7,8 +7,9 @@ from pathlib import Path
 import common
 import streamlit as st
 
-from fercore import catalog, locations
-from fercore.batch import BatchLimits
+from fercore.data import locations
+from fercore.inference.batch import BatchLimits
+from fercore.models import catalog
 
 DETAIL_MAX = 4  # photos shown one by one (annotated image, bars, Grad-CAM); more go to the gallery
 GALLERY_PAGE = 40
@@ -49,9 +50,9 @@ if not inputs:
 if model is None:
     st.stop()
 
-from fercore.batch import ImageResult, ProgressClock, predict_images, read_uploads, to_table  # noqa: E402
-from fercore.image import encode_png  # noqa: E402
-from fercore.pipeline import FramePipeline  # noqa: E402
+from fercore.inference.batch import ImageResult, ProgressClock, predict_images, read_uploads, to_table  # noqa: E402
+from fercore.inference.image import encode_png  # noqa: E402
+from fercore.inference.pipeline import FramePipeline  # noqa: E402
 
 job = (tuple((n, common.sha1(d)) for n, d in inputs), detector, str(model), whole)
 state = st.session_state.get("photo_batch")
@@ -129,8 +130,8 @@ for n, res in enumerate(results):
         st.download_button("Annotated PNG", png, f"{Path(res.file).stem}_annotated.png", key=f"png_{n}")
     overlays = []
     if keras_path is not None and res.faces:
-        from fercore.explain import gradcam as grad_cam
-        from fercore.explain import overlay
+        from fercore.inference.explain import gradcam as grad_cam
+        from fercore.inference.explain import overlay
 
         try:
             kmodel = common.get_keras_model(str(keras_path))

@@ -11,7 +11,8 @@ import common
 import streamlit as st
 import train_views as views
 
-from fercore import locations, runs
+from fercore import runs
+from fercore.data import locations
 from fercore.train import Augment, TrainConfig, form_config, init_from_choices, options, preview
 
 st.title("Train")

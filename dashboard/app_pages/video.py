@@ -27,11 +27,11 @@ if upload is None:
 if model is None:
     st.stop()
 
-from fercore.batch import ProgressClock  # noqa: E402
-from fercore.classify import stream_model_path  # noqa: E402
-from fercore.highlights import video_highlights  # noqa: E402
-from fercore.pipeline import FramePipeline  # noqa: E402
-from fercore.video import emotion_shares, process_video  # noqa: E402
+from fercore.inference.batch import ProgressClock  # noqa: E402
+from fercore.inference.classify import stream_model_path  # noqa: E402
+from fercore.inference.highlights import video_highlights  # noqa: E402
+from fercore.inference.pipeline import FramePipeline  # noqa: E402
+from fercore.inference.video import emotion_shares, process_video  # noqa: E402
 
 data = upload.getvalue()
 job = (common.sha1(data), detector, int(stride), str(model))

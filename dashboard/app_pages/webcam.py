@@ -12,10 +12,10 @@ import common
 import streamlit as st
 import webcam_views as views
 
-from fercore.baseline import NEUTRAL_TARGET
-from fercore.classify import stream_model_path
-from fercore.image import encode_png
-from fercore.live import MAX_RECORD_SECONDS, LiveSession, parse_ice_servers
+from fercore.inference.baseline import NEUTRAL_TARGET
+from fercore.inference.classify import stream_model_path
+from fercore.inference.image import encode_png
+from fercore.inference.live import MAX_RECORD_SECONDS, LiveSession, parse_ice_servers
 
 st.title("Webcam")
 

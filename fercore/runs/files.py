@@ -27,6 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fercore.paths import PROJECT_ROOT, RUNS_DIR
+
 CONFIG = "config.json"
 STATUS = "status.json"
 METRICS = "metrics.csv"
@@ -69,13 +71,12 @@ STATUS_TYPES: dict[str, type] = {
     "export_error": str,
     "traceback": str,
 }
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_runs_dir() -> Path:
     """``$FER_RUNS``, else ``runs/`` in the project (whatever the current directory)."""
     env = os.environ.get("FER_RUNS")
-    return Path(env).expanduser() if env else PROJECT_ROOT / "runs"
+    return Path(env).expanduser() if env else RUNS_DIR
 
 
 def new_run_id(prefix: str = "run") -> str:

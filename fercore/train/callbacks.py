@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-import fercore.model
+import fercore.models.architectures
 from fercore import runs
 from fercore.train.config import TrainConfig
 from fercore.train.schedule import lr_of_step
@@ -43,7 +43,7 @@ def save_checkpoint(model: Any, file: Path, config: TrainConfig, epoch: int, ste
     config, the progress and the random-stream states that an exact resume needs."""
     rng = [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in rng_variables(model)]
     extra = {"epoch": epoch, "step": step, "best_val_accuracy": best, "rng_state": rng}
-    fercore.model.save_model(model, file, {**config.to_dict(), **extra})
+    fercore.models.architectures.save_model(model, file, {**config.to_dict(), **extra})
 
 
 class RunLogger(keras.callbacks.Callback):

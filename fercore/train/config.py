@@ -12,7 +12,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replac
 from pathlib import Path
 from typing import Any
 
-from fercore.model import ARCHITECTURES, read_model_config
+from fercore.models.architectures import ARCHITECTURES, read_model_config
 
 MODELS: tuple[str, ...] = tuple(ARCHITECTURES)
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -215,9 +215,9 @@ def _default(f: Field[Any]) -> Any:
 
 
 def init_from_choices(runs_dir: str | Path | None = None) -> dict[str, str]:
-    """What a run can start from, label → .keras file: the models of :mod:`fercore.catalog` that
+    """What a run can start from, label → .keras file: the models of :mod:`fercore.models.catalog` that
     have a Keras twin (TFLite files cannot be trained further)."""
-    from fercore import catalog
+    from fercore.models import catalog
 
     out = {"(random initialisation)": ""}
     for label, model in catalog.available_models(runs_dir).items():

@@ -39,8 +39,8 @@ def class_weight_vector(labels: np.ndarray) -> np.ndarray:
 def prepare_data(config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load data → (train_x, train_targets, train_weights, val_x, val_y); no TensorFlow involved,
     so bad data fails in a second with a one-line DataError."""
-    from fercore.audit import apply_relabel
-    from fercore.data import DataError, align_votes, load_dataset, load_ferplus_votes, soft_labels
+    from fercore.data.audit import apply_relabel
+    from fercore.data.loader import DataError, align_votes, load_dataset, load_ferplus_votes, soft_labels
 
     ds = load_dataset(config.data)
     if config.relabel:  # on the whole set: a row the file names must exist whatever the split

@@ -74,7 +74,7 @@ def build_for_training(config: TrainConfig, resume_from: Path | None = None, ste
     """Build (or load) and compile the model inside the current strategy scope."""
     import keras
 
-    from fercore.model import build_model, load_keras_model
+    from fercore.models.architectures import build_model, load_keras_model
 
     if resume_from is not None:
         model = keras.models.load_model(resume_from, compile=True)
@@ -206,7 +206,7 @@ def _train(
     with strategy.scope():
         model = build_for_training(config, source / runs.LAST if resume else None, spe)
     if resume:
-        from fercore.model import read_model_config
+        from fercore.models.architectures import read_model_config
 
         restore_rng(model, read_model_config(source / runs.LAST))
     workers = num_workers(strategy)
@@ -302,7 +302,7 @@ def export_final(run_dir: Path) -> str | None:
     Returns None, or the reason the export failed (training itself still counts as finished:
     the checkpoints are there and ``python -m training.export`` can be retried).
     """
-    from fercore.export import export_all
+    from fercore.models.export import export_all
 
     try:
         src, _ = runs.exported_checkpoint(run_dir)

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from fercore.inference.preprocess import FACE_SIZE
 from fercore.labels import NUM_CLASSES
-from fercore.model import ARCHITECTURES, build_model, count_flops
-from fercore.preprocess import FACE_SIZE
+from fercore.models.architectures import ARCHITECTURES, build_model, count_flops
 from fercore.train.config import TrainConfig
 
 EVAL_BATCH = 256  # make_eval_dataset's batch: validation runs at this size whatever the training batch
@@ -49,7 +49,7 @@ class ModelSummary:
     layers: tuple[LayerRow, ...]
     total_params: int
     trainable_params: int
-    flops: int  # per 48×48 face, forward pass (see fercore.model.count_flops)
+    flops: int  # per 48×48 face, forward pass (see fercore.models.architectures.count_flops)
 
     def rows(self) -> list[dict[str, Any]]:
         """The layer table as records (for a dataframe)."""

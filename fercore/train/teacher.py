@@ -2,7 +2,7 @@
 
 ``python -m training.evaluate --split train --model accurate --proba-out FILE`` runs the teacher (the
 accurate tier applies its own test-time augmentation) and writes a probability CSV
-(:func:`fercore.audit.save_proba`: ``file,row,<7 emotions>``). A run names that file as its
+(:func:`fercore.data.audit.save_proba`: ``file,row,<7 emotions>``). A run names that file as its
 ``teacher``; :func:`teacher_targets` matches it to the run's images by FER2013 row or file id, so a
 subset or a relabelled copy of the same images finds its rows. The cache belongs with the runs, never
 in the project: a teacher's output on FER2013 is derived from FER2013.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fercore.dataset import Dataset
+from fercore.data.dataset import Dataset
 
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -30,6 +30,6 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
 def teacher_targets(path: str | Path, dataset: Dataset, temperature: float = 1.0) -> np.ndarray:
     """The cached teacher's probabilities for every image of ``dataset`` (softened by
     ``temperature``); DataError when the file is unreadable or lacks any of the images."""
-    from fercore.audit import load_proba
+    from fercore.data.audit import load_proba
 
     return soften(load_proba(path, dataset), temperature)

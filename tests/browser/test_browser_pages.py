@@ -23,7 +23,7 @@ from browser_helpers import (
     wait_idle,
 )
 
-from fercore.classify import default_model_path
+from fercore.inference.classify import default_model_path
 
 pytestmark = pytest.mark.browser
 

@@ -26,7 +26,7 @@ from browser_helpers import (
     write_y4m,
 )
 
-from fercore.classify import default_model_path
+from fercore.inference.classify import default_model_path
 from fercore.labels import color_rgb
 
 pytestmark = pytest.mark.browser

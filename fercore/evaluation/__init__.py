@@ -1,0 +1,1 @@
+"""Scoring models: accuracy and per-class metrics, comparisons, calibration (temperature, ECE)."""

@@ -1,0 +1,1 @@
+"""Architectures, the shipped model tiers (ensembles), the model catalog and export formats."""

@@ -1,0 +1,191 @@
+"""Model architectures: ``build_model(name, **params)``, and saving/loading with the resolved config.
+
+Every model takes (batch, 48, 48, 1) float32 pixel values in 0–255 (scaling is its first layer)
+and returns 7 softmax probabilities in FER2013 class order, in float32 even under mixed precision.
+
+* ``coursera`` — the seed's VGG-like CNN (64@3×3, 128@5×5, 512@3×3, 512@3×3, dense 256 and 512).
+* ``fernet`` — ours: a VGG/ResNet-style net sized for fast CPU training (stages of 3×3 convs with
+  batch norm, residual shortcuts, global pooling); width and depth are parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fercore.inference.preprocess import FACE_SIZE
+from fercore.labels import NUM_CLASSES
+
+_CONFIG_ENTRY = "fercore.json"
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _conv_bn_relu(x, filters: int, kernel: int, name: str):
+    layers = _keras().layers
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_coursera(dropout: float = 0.25, dense_dropout: float = 0.25, **_: Any):
+    """The seed CNN (Coursera guided project): four conv blocks and two dense blocks."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input((FACE_SIZE, FACE_SIZE, 1), name="face")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    for i, (filters, kernel) in enumerate([(64, 3), (128, 5), (512, 3), (512, 3)], start=1):
+        x = _conv_bn_relu(x, filters, kernel, f"block{i}")
+        x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+        x = layers.Dropout(dropout, name=f"block{i}_drop")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i, units in enumerate([256, 512], start=1):
+        x = layers.Dense(units, use_bias=False, name=f"fc{i}")(x)
+        x = layers.BatchNormalization(name=f"fc{i}_bn")(x)
+        x = layers.ReLU(name=f"fc{i}_relu")(x)
+        x = layers.Dropout(dense_dropout, name=f"fc{i}_drop")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="coursera")
+
+
+def build_fernet(
+    widths: tuple[int, ...] = (64, 128, 256, 256),
+    depths: tuple[int, ...] = (2, 2, 2, 2),
+    dropout: float = 0.4,
+    stem_width: int = 32,
+    **_: Any,
+):
+    """Our CPU-friendly residual CNN.
+
+    A cheap full-resolution stem (3×3 conv at ``stem_width`` channels, 48×48) is max-pooled to
+    24×24, where the expensive stages start. Stage ``i`` has ``depths[i]`` 3×3 conv-BN-ReLU layers
+    at ``widths[i]`` channels, a 1×1 projection shortcut around them, and each stage after the
+    first halves the resolution with a 2×2 max-pool (24 → 12 → 6 → 3). Global average
+    pooling, dropout, softmax. Most of the FLOPs of a VGG-style net sit at 48×48; starting the
+    stages at 24×24 buys ~4× throughput for a small loss in detail.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input((FACE_SIZE, FACE_SIZE, 1), name="face")
+    x = layers.Rescaling(1.0 / 255.0, offset=-0.5, name="scale")(inputs)
+    x = _conv_bn_relu(x, stem_width, 3, "stem")
+    if len(widths) != len(depths):
+        raise ValueError(f"widths and depths need one entry per stage, got {len(widths)} and {len(depths)}")
+    for s, (width, depth) in enumerate(zip(widths, depths, strict=True)):
+        x = layers.MaxPooling2D(2, name=f"s{s}_pool")(x)
+        shortcut = x
+        for d in range(depth):
+            x = _conv_bn_relu(x, width, 3, f"s{s}_c{d}")
+        if shortcut.shape[-1] != width:
+            shortcut = layers.Conv2D(width, 1, use_bias=False, name=f"s{s}_proj")(shortcut)
+            shortcut = layers.BatchNormalization(name=f"s{s}_proj_bn")(shortcut)
+        x = layers.Add(name=f"s{s}_add")([x, shortcut])
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="drop")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="fernet")
+
+
+ARCHITECTURES: dict[str, Callable[..., Any]] = {
+    "coursera": build_coursera,
+    "fernet": build_fernet,
+}
+
+
+def build_model(name: str, **params: Any):
+    """Build an architecture by name with its parameters (unknown names raise ValueError)."""
+    try:
+        builder = ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}") from None
+    return builder(**params)
+
+
+def count_flops(model) -> int:
+    """Multiply-accumulate count ×2 of one 48×48 face through the conv and dense layers."""
+    total = 0
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls == "Conv2D":
+            kh, kw = layer.kernel_size
+            _, h, w, c_out = layer.output.shape
+            c_in = layer.input.shape[-1]
+            total += 2 * h * w * c_out * c_in * kh * kw
+        elif cls == "Dense":
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def save_model(model, path: str | Path, config: dict[str, Any] | None = None) -> Path:
+    """Save a ``.keras`` file that also carries the resolved training config (``fercore.json``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    if config is not None:
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(_CONFIG_ENTRY, json.dumps(config, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def read_model_config(path: str | Path) -> dict[str, Any] | None:
+    """The training config stored in a ``.keras`` file by :func:`save_model`, if any."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read(_CONFIG_ENTRY))
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+        return None
+
+
+def load_keras_model(path: str | Path, compile: bool = False):
+    """Load a ``.keras`` file, or ``model.json`` with its ``.weights.h5`` beside it."""
+    keras = _keras()
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    if path.suffix == ".json":
+        model = keras.models.model_from_json(path.read_text())
+        weights = path.with_name(path.name[: -len(".json")] + ".weights.h5")
+        if not weights.exists():
+            weights = path.with_suffix(".weights.h5")
+        model.load_weights(weights)
+        return model
+    return keras.models.load_model(path, compile=compile)
+
+
+def _float32_config(node: Any) -> Any:
+    """A copy of a Keras config with every mixed dtype policy replaced by float32 (layer names and
+    other strings are left alone)."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
+            return {**node, "config": {**node["config"], "name": "float32"}}
+        return {
+            k: "float32" if k == "dtype" and isinstance(v, str) and v.startswith("mixed_") else _float32_config(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_float32_config(v) for v in node]
+    return node
+
+
+def to_float32(model):
+    """The model itself if it computes in float32, else a float32 twin with the same weights.
+
+    A model trained under mixed precision (bfloat16 compute, float32 weights) is exported and
+    served in float32: TFLite has no bfloat16 kernels and float32 is what LiteRT and Keras run
+    fastest on a CPU without AMX.
+    """
+    keras = _keras()
+    if all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model.layers):
+        return model
+    twin = keras.Model.from_config(_float32_config(model.get_config()))
+    twin.set_weights(model.get_weights())
+    return twin
