@@ -8,7 +8,7 @@ run: setup
 	.venv/bin/python -m streamlit run dashboard/app.py
 
 test:
-	@bash scripts/bootstrap.sh --browser
+	@bash scripts/bootstrap.sh --browser --scale
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy

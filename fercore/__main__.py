@@ -12,17 +12,15 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from fercore.inference.detectors import DEFAULT_DETECTOR, DETECTORS
 from fercore.labels import EMOTIONS
-from fercore.types import DetectorError
 
 if TYPE_CHECKING:
-    from fercore.inference.pipeline import FramePipeline
+    from fercore.inference.pipeline import FramePipeline, PipelineSpec
 
 EXIT_ERROR = 1
 
@@ -45,11 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--workers",
         type=_positive,
-        default=1,
         metavar="N",
-        help="images analysed at once, on threads sharing one model (default 1; bench/batch_predict.py "
-        "measures what 2 gain on your machine)",
+        help="images analysed at once: local engine, threads sharing one model (default 1; "
+        "bench/batch_predict.py measures what 2 gain on your machine); ray engine without --address, "
+        "the CPUs of the Ray started here (default: all)",
     )
+    _engine_options(pr, "", workers=False)
     pr.add_argument(
         "--whole-image",
         action="store_true",
@@ -61,10 +60,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(pr)
 
-    vi = sub.add_parser("video", help="annotate a video file and tabulate its faces")
-    vi.add_argument("input", metavar="IN", help="video file")
-    vi.add_argument("--out", required=True, help="annotated MP4 to write")
-    vi.add_argument("--csv", help="CSV to write: one row per face per analysed frame")
+    vi = sub.add_parser(
+        "video",
+        help="annotate a video file and tabulate its faces, or analyse a collection of videos",
+        description="One video: IN --out OUT.mp4 [--csv OUT.csv]. A collection: files, folders and globs "
+        "--out-dir DIR: per video DIR/NAME.csv (and NAME.annotated.mp4 with --annotate), for all of them "
+        "DIR/summary.csv and summary.json. A re-run skips finished videos and resumes interrupted ones.",
+    )
+    vi.add_argument("inputs", nargs="+", metavar="IN", help="video files, folders (searched recursively) or globs")
+    dest = vi.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", help="one video: the annotated MP4 to write")
+    dest.add_argument(
+        "--out-dir", metavar="DIR", help="a collection: the folder for every output (shared by all nodes)"
+    )
+    vi.add_argument("--csv", help="one video: CSV to write, one row per face per analysed frame")
+    vi.add_argument("--annotate", action="store_true", help="a collection: also write each annotated MP4")
+    vi.add_argument(
+        "--segment-seconds",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="a collection: cut videos into segments of S seconds, analysed in parallel (default 60; "
+        "a face crossing a segment edge gets a new id there)",
+    )
+    _engine_options(vi, "a collection: ")
     vi.add_argument("--stride", type=_positive, default=1, help="analyse every N-th frame (default 1)")
     vi.add_argument("--max-frames", type=_positive, help="stop after this many frames")
     vi.add_argument(
@@ -78,6 +97,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(vi)
     return p
+
+
+def _engine_options(p: argparse.ArgumentParser, scope: str, workers: bool = True) -> None:
+    from fercore.inference.engines import ENGINES
+
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help=f"{scope}where the work runs: local (processes on this machine; default) or ray (a Ray "
+        "cluster; needs requirements-scale.txt, see docs/scale.md)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ray://HOST:10001|auto",
+        help="--engine ray: the cluster to use (default: start Ray on this machine)",
+    )
+    if workers:
+        p.add_argument(
+            "--workers",
+            type=_positive,
+            metavar="N",
+            help=f"{scope}worker processes on this machine (local engine, or the Ray started here; "
+            "default: one per CPU)",
+        )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -119,6 +163,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -129,32 +183,24 @@ def _positive(text: str) -> int:
     return value
 
 
+def _spec(args: argparse.Namespace) -> PipelineSpec:
+    """The pipeline options given on the command line (``DetectorError`` for a Haar option on another detector)."""
+    from fercore.inference.pipeline import PipelineSpec
+
+    return PipelineSpec(
+        detector=args.detector,
+        model=args.model,
+        min_face=args.min_face,
+        detect_side=args.detect_side,
+        scan_every=getattr(args, "scan_every", 1),
+    )
+
+
 def _pipeline(args: argparse.Namespace, stream: bool = False, whole_image: bool = False) -> FramePipeline:
     """The one frame pipeline for these options (videos: a stream detector, a tracker and drawing)."""
-    from fercore.inference.classify import stream_model_path
-    from fercore.inference.detectors import make_detector, make_stream_detector
-    from fercore.inference.pipeline import FramePipeline
-    from fercore.models.ensemble import load_classifier
-
-    params: dict = {}
-    haar_only = {"--min-face": args.min_face, "--detect-side": args.detect_side}
-    if stream and getattr(args, "scan_every", 1) > 1:
-        haar_only["--scan-every"] = args.scan_every
-    given = [flag for flag, value in haar_only.items() if value]
-    if given and args.detector != "haar":
-        raise DetectorError(f"{', '.join(given)} only apply to --detector haar (not {args.detector})")
-    if args.min_face:
-        params["min_face"] = args.min_face
-    if args.detect_side:  # a fixed scan size: the relative limit is off unless also given
-        params.update(max_side=args.detect_side, min_face=args.min_face or 0.0)
+    spec = _spec(args)
     with _native_stderr_silenced():  # LiteRT/TF print INFO lines straight to file descriptor 2
-        if stream:
-            detector = make_stream_detector(args.detector, scan_every=args.scan_every, **params)
-        else:
-            detector = make_detector(args.detector, **params)
-        classifier = load_classifier(args.model or (stream_model_path() if stream else None))
-        classifier.predict_proba(np.zeros((1, 48, 48), np.uint8))  # LiteRT logs on first run
-    return FramePipeline(detector, classifier, tracker=stream, draw=stream, whole_image_fallback=whole_image)
+        return spec.build(stream=stream, whole_image=whole_image)
 
 
 @contextlib.contextmanager
@@ -197,33 +243,50 @@ def _describe(image: str, preds) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fercore.inference.batch import IMAGE_SUFFIXES, find_images, predict_images
+    from fercore.inference.batch import IMAGE_SUFFIXES, find_images
     from fercore.inference.image import load_image
 
     files = find_images(args.images)
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {' '.join(args.images)}")
-    pipeline = _pipeline(args, whole_image=args.whole_image)
-    if args.csv:
-        return _predict_to_csv(args, files, pipeline)
-    results, failed = [], 0
-    for result in predict_images(pipeline, ((f, f) for f in files), args.workers):
-        results.append(result.to_dict())
-        if result.error is not None:
-            failed += 1
-            _error(result.error)
-            continue
-        if not args.json:
-            print(_describe(result.file, result.faces), flush=True)
-        if args.annotate:  # decoded again: the batch keeps no images in memory
-            path = _annotation_path(args.annotate, result.file, len(files) > 1)
-            _save_annotated(path, load_image(result.file), result.faces)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    return EXIT_ERROR if failed else 0
+    with contextlib.ExitStack() as stack:
+        predict = _image_predictor(args, stack)
+        if args.csv:
+            return _predict_to_csv(args, files, predict)
+        results, failed = [], 0
+        for result in predict(files):
+            results.append(result.to_dict())
+            if result.error is not None:
+                failed += 1
+                _error(result.error)
+                continue
+            if not args.json:
+                print(_describe(result.file, result.faces), flush=True)
+            if args.annotate:  # decoded again: the batch keeps no images in memory
+                path = _annotation_path(args.annotate, result.file, len(files) > 1)
+                _save_annotated(path, load_image(result.file), result.faces)
+        if args.json:
+            print(json.dumps(results, indent=2))
+        return EXIT_ERROR if failed else 0
 
 
-def _predict_to_csv(args: argparse.Namespace, files: list[str], pipeline: FramePipeline) -> int:
+def _image_predictor(args: argparse.Namespace, stack: contextlib.ExitStack) -> Callable[[list[str]], Iterator]:
+    """files → their ``ImageResult``s in order: on threads here (local) or on the workers of a Ray engine."""
+    from fercore.inference.batch import predict_images, predict_on_engine
+    from fercore.inference.engines import make_engine
+
+    if args.engine == "local":
+        if args.address:
+            raise ValueError("--address applies to --engine ray only")
+        pipeline = _pipeline(args, whole_image=args.whole_image)
+        return lambda files: predict_images(pipeline, ((f, f) for f in files), args.workers or 1)
+    spec = _spec(args)
+    engine = make_engine(args.engine, args.workers or os.cpu_count() or 1, args.address)
+    stack.callback(engine.close)
+    return lambda files: predict_on_engine(engine, spec, files, whole_image=args.whole_image)
+
+
+def _predict_to_csv(args: argparse.Namespace, files: list[str], predict: Callable[[list[str]], Iterator]) -> int:
     """The batch mode: rows streamed to the CSV, a progress line on a terminal, failures listed at the end."""
     from fercore.inference.batch import ProgressClock, predict_to_csv
 
@@ -235,7 +298,7 @@ def _predict_to_csv(args: argparse.Namespace, files: list[str], pipeline: FrameP
         if show:
             print(f"\r{done}/{total} images  {clock.text(done / total)}   ", end="", file=sys.stderr, flush=True)
 
-    run = predict_to_csv(pipeline, files, args.csv, workers=args.workers, progress=progress)
+    run = predict_to_csv(None, files, args.csv, progress=progress, predict=predict)
     if show and run.analysed:
         print(file=sys.stderr)
     print(
@@ -252,6 +315,12 @@ def _predict_to_csv(args: argparse.Namespace, files: list[str], pipeline: FrameP
 
 
 def cmd_video(args: argparse.Namespace) -> int:
+    if args.out_dir:
+        return _video_collection(args)
+    if len(args.inputs) != 1:
+        raise ValueError(f"--out takes one video ({len(args.inputs)} given): use --out-dir DIR for several")
+    if args.annotate or args.engine != "local" or args.address or args.workers:
+        raise ValueError("--annotate, --engine, --address and --workers apply to a collection (--out-dir)")
     from fercore.inference.video import process_video
 
     pipeline = _pipeline(args, stream=True)
@@ -262,7 +331,7 @@ def cmd_video(args: argparse.Namespace) -> int:
             print(f"\r{100 * f:5.1f}%", end="", file=sys.stderr, flush=True)
 
     result = process_video(
-        args.input,
+        args.inputs[0],
         args.out,
         args.csv,
         pipeline=pipeline,
@@ -281,6 +350,42 @@ def cmd_video(args: argparse.Namespace) -> int:
     )
     if args.csv:
         print(f"{args.csv}: {len(result.table)} rows")
+    return 0
+
+
+def _video_collection(args: argparse.Namespace) -> int:
+    """Every video of the inputs on the chosen engine; the summary table lists the ones that failed."""
+    from fercore.inference.collection import CollectionOptions, find_videos, run_collection
+    from fercore.inference.engines import make_engine
+
+    if args.csv:
+        raise ValueError("--csv is for one video (--out): a collection writes DIR/NAME.csv per video")
+    videos = find_videos(args.inputs)
+    if not videos:
+        raise FileNotFoundError(f"no videos in {' '.join(args.inputs)}")
+    options = CollectionOptions(
+        spec=_spec(args),
+        stride=args.stride,
+        segment_s=args.segment_seconds,
+        annotate=args.annotate,
+        max_frames=args.max_frames,
+    )
+    engine = make_engine(args.engine, args.workers or os.cpu_count() or 1, args.address)
+    try:
+        run = run_collection(videos, args.out_dir, options, engine, show_progress=sys.stderr.isatty())
+    finally:
+        engine.close()
+    out = Path(args.out_dir)
+    print(
+        f"{out / 'summary.csv'}: {len(run.summary)} videos, {run.analysed} analysed now, "
+        f"{run.skipped} skipped as finished before; per video {out}/NAME.csv"
+    )
+    for row in run.summary:
+        if row["error"]:
+            print(f"  {row['video']}: {row['error']}", file=sys.stderr)
+    if run.failed:
+        _error(f"{len(run.failed)} of {len(run.summary)} videos could not be read (listed above and in the summary)")
+        return EXIT_ERROR
     return 0
 
 

@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Create .venv when missing and install the project into it (again only when requirements change).
-# With --browser, also make sure Debian's chromium is present for the browser tests.
+# With --browser, also make sure Debian's chromium is present for the browser tests; with --scale, install
+# the optional Ray extra (requirements-scale.txt: --engine ray, docs/scale.md) so its tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+browser=0
+scale=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) browser=1 ;;
+    --scale) scale=1 ;;
+    *) echo "usage: $0 [--browser] [--scale]" >&2; exit 2 ;;
+  esac
+done
 
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
@@ -27,7 +38,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-if [ "${1:-}" = "--browser" ]; then
+scale_stamp=.venv/.installed-scale
+want_scale=$(cat requirements-scale.txt | sha1sum | cut -d' ' -f1)
+if [ "$scale" = 1 ] && [ "$(cat "$scale_stamp" 2>/dev/null)" != "$want_scale" ]; then
+  echo "installing the optional Ray extra (requirements-scale.txt)"
+  .venv/bin/python -m pip install -q -r requirements-scale.txt
+  echo "$want_scale" > "$scale_stamp"
+fi
+
+if [ "$browser" = 1 ]; then
   if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
       echo "installing Debian's chromium for the browser tests"

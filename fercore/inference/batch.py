@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from fercore.data.folders import IMAGE_EXTENSIONS
+from fercore.inference.engines import Engine, worker_pipeline
 from fercore.inference.image import ImageSource, load_image
-from fercore.inference.pipeline import FramePipeline
+from fercore.inference.pipeline import FramePipeline, PipelineSpec
 from fercore.types import ROW_COLUMNS, DataError, FacePrediction, FerError
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(IMAGE_EXTENSIONS)
@@ -203,6 +204,29 @@ def predict_images(
             yield pending.popleft().result()
 
 
+def predict_on_engine(
+    engine: Engine, spec: PipelineSpec, files: list[str], whole_image: bool = False, chunk: int = 16
+) -> Iterator[ImageResult]:
+    """One ``ImageResult`` per file, in input order, computed by ``engine``'s workers (a Ray cluster, a
+    process pool) in chunks of ``chunk`` files; each worker builds its pipeline from ``spec`` once."""
+    tasks = [(k, spec, whole_image, files[i : i + chunk]) for k, i in enumerate(range(0, len(files), chunk))]
+    ready: dict[int, list[ImageResult]] = {}
+    nxt = 0
+    for task, results in engine.map(_predict_chunk, tasks):
+        ready[task[0]] = results
+        while nxt in ready:
+            yield from ready.pop(nxt)
+            nxt += 1
+
+
+def _predict_chunk(task: tuple[int, PipelineSpec, bool, list[str]]) -> list[ImageResult]:
+    """On a worker: the results of a few files (chunk number, spec, whole_image, files), with this
+    process's cached pipeline."""
+    _, spec, whole_image, files = task
+    pipeline = worker_pipeline(spec, whole_image=whole_image)
+    return [_predict_one(pipeline, f, f, None) for f in files]
+
+
 def _predict_one(pipeline: FramePipeline, name: str, src: ImageSource, preview: int | None) -> ImageResult:
     try:
         rgb = load_image(src, name)
@@ -304,22 +328,29 @@ class CsvRun:
 
 
 def predict_to_csv(
-    pipeline: FramePipeline,
+    pipeline: FramePipeline | None,
     files: list[str],
     csv_path: str | Path,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    predict: Callable[[list[str]], Iterable[ImageResult]] | None = None,
 ) -> CsvRun:
     """Append the faces of ``files`` not yet in ``csv_path`` to it (resumable: a re-run skips them).
 
     ``progress(done, total)`` is called after each image (``total`` counts only the files to do).
-    Unreadable files get a row with their ``error`` and are listed in ``CsvRun.failed``.
+    Unreadable files get a row with their ``error`` and are listed in ``CsvRun.failed``. ``predict``
+    (files → results in order, e.g. ``predict_on_engine``) replaces ``pipeline`` on ``workers`` threads.
     """
+    if predict is None:
+        if pipeline is None:
+            raise ValueError("predict_to_csv needs a pipeline or a predict function")
+        shared = pipeline
+        predict = lambda todo: predict_images(shared, ((f, f) for f in todo), workers)  # noqa: E731
     run = CsvRun()
     with contextlib.closing(BatchCsv(csv_path)) as out:
         todo = [f for f in dict.fromkeys(files) if not out.has(f)]  # a file named twice is done once
         run.skipped, run.earlier_errors = len(files) - len(todo), out.earlier_errors
-        for done, result in enumerate(predict_images(pipeline, ((f, f) for f in todo), workers), 1):
+        for done, result in enumerate(predict(todo), 1):
             out.write(result)
             run.analysed += 1
             run.faces += len(result.faces)

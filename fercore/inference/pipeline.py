@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fercore.inference.classify import EmotionClassifier
+from fercore.inference.classify import EmotionClassifier, stream_model_path
 from fercore.inference.detectors import DEFAULT_DETECTOR, FaceDetector, check_image, make_detector, make_stream_detector
 from fercore.inference.draw import annotate
 from fercore.inference.image import ImageSource, fit_within, load_image, to_gray
 from fercore.inference.preprocess import crop_faces
 from fercore.inference.track import FaceTracker
 from fercore.models.ensemble import load_classifier
-from fercore.types import Box, FacePrediction
+from fercore.types import Box, DetectorError, FacePrediction
 
 Drawer = Callable[[np.ndarray, list[FacePrediction]], np.ndarray]
 
@@ -130,3 +130,44 @@ class FramePipeline:
         reset = getattr(self.detector, "reset", None)
         if callable(reset):
             reset()
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """The options that build a ``FramePipeline``, as a small picklable value: the CLI parses them
+    once and every worker process (local pool or Ray) builds its own pipeline from them.
+
+    ``min_face``, ``detect_side`` and ``scan_every`` > 1 are Haar options; ``model`` is a tier name or
+    a model file (None: the shipped model, or its int8 twin for streams).
+    """
+
+    detector: str = DEFAULT_DETECTOR
+    model: str | None = None
+    min_face: float | None = None
+    detect_side: int | None = None
+    scan_every: int = 1
+
+    def __post_init__(self) -> None:
+        haar_only = {"--min-face": self.min_face, "--detect-side": self.detect_side}
+        if self.scan_every > 1:
+            haar_only["--scan-every"] = self.scan_every
+        given = [flag for flag, value in haar_only.items() if value]
+        if given and self.detector != "haar":
+            raise DetectorError(f"{', '.join(given)} only apply to --detector haar (not {self.detector})")
+
+    def build(self, stream: bool = False, whole_image: bool = False, draw: bool | None = None) -> FramePipeline:
+        """A pipeline for photos (stateless) or, with ``stream``, for one video (a tracker; drawing too
+        unless ``draw`` is False)."""
+        params: dict = {}
+        if self.min_face:
+            params["min_face"] = self.min_face
+        if self.detect_side:  # a fixed scan size: the relative limit is off unless also given
+            params.update(max_side=self.detect_side, min_face=self.min_face or 0.0)
+        if stream:
+            detector = make_stream_detector(self.detector, scan_every=self.scan_every, **params)
+        else:
+            detector = make_detector(self.detector, **params)
+        classifier = load_classifier(self.model or (stream_model_path() if stream else None))
+        classifier.predict_proba(np.zeros((1, 48, 48), np.uint8))  # LiteRT logs on first run
+        draw = stream if draw is None else draw
+        return FramePipeline(detector, classifier, tracker=stream, draw=draw, whole_image_fallback=whole_image)

@@ -105,7 +105,7 @@ class VideoWriter:
             self.container.close()
 
 
-def _open_input(path: Path):
+def open_input(path: Path):
     """(container, first video stream) or ``VideoError``."""
     import av
 
@@ -127,7 +127,7 @@ def _open_input(path: Path):
     return container, stream
 
 
-def _frame_rate(stream) -> Fraction:
+def frame_rate(stream) -> Fraction:
     """The stream's average frame rate, its guessed rate, or 25 fps."""
     for rate in (stream.average_rate, getattr(stream, "guessed_rate", None), stream.base_rate):
         if rate and 0 < float(rate) <= 1000:
@@ -135,7 +135,7 @@ def _frame_rate(stream) -> Fraction:
     return DEFAULT_FPS
 
 
-def _frame_count(stream, fps: Fraction, max_frames: int | None) -> int:
+def expected_frames(stream, fps: Fraction, max_frames: int | None) -> int:
     """Expected number of frames (for progress); 0 when unknown."""
     n = int(stream.frames or 0)
     if not n and stream.duration and stream.time_base:
@@ -143,7 +143,7 @@ def _frame_count(stream, fps: Fraction, max_frames: int | None) -> int:
     return min(n, max_frames) if max_frames and n else (max_frames or n)
 
 
-def _rows(index: int, time_s: float, preds: list[FacePrediction]) -> list[dict[str, Any]]:
+def face_rows(index: int, time_s: float, preds: list[FacePrediction]) -> list[dict[str, Any]]:
     return [{"frame": index, "time_s": round(time_s, 4), **p.to_row()} for p in preds]
 
 
@@ -152,9 +152,9 @@ class _Reader:
 
     def __init__(self, path: Path, max_frames: int | None):
         self.path, self.max_frames = path, max_frames
-        self.container, self.stream = _open_input(path)
-        self.fps = _frame_rate(self.stream)
-        self.expected = _frame_count(self.stream, self.fps, max_frames)
+        self.container, self.stream = open_input(path)
+        self.fps = frame_rate(self.stream)
+        self.expected = expected_frames(self.stream, self.fps, max_frames)
         self.count = 0
         self.warning: str | None = None
 
@@ -226,7 +226,7 @@ def process_video(
             if index % stride == 0:
                 result = pipeline(rgb)
                 preds = result.faces
-                rows.extend(_rows(index, time_s, preds))
+                rows.extend(face_rows(index, time_s, preds))
                 writer.write(result.image if result.image is not None else annotate(rgb, preds))
             else:  # in between: the latest annotations, nothing new to analyse
                 writer.write((pipeline.drawer or annotate)(rgb, preds))
