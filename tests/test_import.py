@@ -200,3 +200,18 @@ def test_dashboard_entry_imports_pylibsrtp_before_anything_else():
     app = (ROOT / "dashboard" / "app.py").read_text()
     imports = [ln for ln in app.splitlines() if ln.startswith(("import ", "from "))]
     assert imports[0].startswith("import pylibsrtp")
+
+
+def test_ray_is_loaded_only_when_its_engine_is_asked_for():
+    """Ray (the optional scale extra) is heavy: the library, the CLI and the dashboard never import it
+    on their own; ``fercore.inference.engines.RayEngine`` does, when built."""
+    mods = _modules_after(
+        "import importlib, pkgutil, sys, fercore, fercore.inference\n"
+        "for m in pkgutil.walk_packages(fercore.inference.__path__, 'fercore.inference.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import fercore.__main__\n"
+        f"sys.path.insert(0, {str(ROOT / 'dashboard')!r})\n"
+        "import common, webcam_views"
+    )
+    assert {"fercore.inference.collection", "fercore.inference.engines", "common"} <= mods
+    assert not any(m == "ray" or m.startswith("ray.") for m in mods)

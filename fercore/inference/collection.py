@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -496,9 +496,11 @@ def run_collection(
     options: CollectionOptions,
     engine: Engine,
     show_progress: bool = False,
+    analyse: Callable[[Segment], dict[str, Any]] = run_segment,
 ) -> CollectionRun:
     """Analyse every video of ``sources`` into ``out_dir`` on ``engine`` (resumable) and write the
-    summary table ``summary.csv`` and ``summary.json``. Bad videos are rows with an ``error``."""
+    summary table ``summary.csv`` and ``summary.json``. Bad videos are rows with an ``error``.
+    ``analyse`` runs one segment on a worker (a module-level function or picklable callable)."""
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -528,7 +530,7 @@ def run_collection(
         for i in [i for i, m in missing.items() if not m]:  # every segment done by an earlier run
             summary[i] = merge_video(plans[i], options)
             run.analysed += 1
-        for task, record in engine.map(run_segment, todo):
+        for task, record in engine.map(analyse, todo):
             i = owner[(task.parts, task.index)]
             run.segments_run += 1
             bar.update(record["frames"])

@@ -125,8 +125,9 @@ class RayEngine:
 
     def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[tuple[T, R]]:
         ray = self._ray
-        remote = ray.remote(num_cpus=1, max_retries=self.max_retries)(fn)
-        pending = {remote.remote(task): task for task in tasks}
+        remote = ray.remote(num_cpus=1, max_retries=self.max_retries)(_apply)
+        fn_ref = ray.put(fn)  # any picklable callable, shipped once
+        pending = {remote.remote(fn_ref, task): task for task in tasks}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -136,6 +137,11 @@ class RayEngine:
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
+
+
+def _apply(fn: Callable[[T], R], task: T) -> R:
+    """The Ray task: ``fn(task)`` (Ray wraps functions, not callable objects)."""
+    return fn(task)
 
 
 def make_engine(name: str = "local", workers: int = 1, address: str | None = None) -> Engine:
