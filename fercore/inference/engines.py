@@ -114,11 +114,10 @@ class RayEngine:
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if address:
-                ray.init(address=address, **options)
+            if address:  # a cluster: its nodes have the project installed
+                ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=workers, runtime_env=ray_runtime_env(), **options)
+                ray.init(num_cpus=workers, runtime_env=ray_runtime_env(), include_dashboard=False, log_to_driver=False)
             self._started = True
         self.workers = int(ray.cluster_resources().get("CPU", 1))
         self.max_retries = max_retries
