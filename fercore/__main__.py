@@ -377,8 +377,8 @@ def _video_collection(args: argparse.Namespace) -> int:
         engine.close()
     out = Path(args.out_dir)
     print(
-        f"{out / 'summary.csv'}: {len(run.summary)} videos, {run.analysed} analysed now, "
-        f"{run.skipped} skipped as finished before; per video {out}/NAME.csv"
+        f"{out / 'summary.csv'}: {len(run.summary)} videos, {run.analysed} analysed now "
+        f"({run.segments_run} segments), {run.skipped} skipped as finished before; per video {out}/NAME.csv"
     )
     for row in run.summary:
         if row["error"]:

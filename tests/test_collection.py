@@ -32,6 +32,7 @@ from fercore.inference.pipeline import PipelineSpec
 FPS = 10
 LENGTHS = {"alpha": 64, "beta": 100, "gamma": 160}  # frames at 10 fps: 6.4, 10 and 16 s
 SEGMENT_S = "2"  # 20 frames: every video is cut into several segments
+SEGMENTS = {"alpha": 4, "beta": 5, "gamma": 8}
 OPTIONS = CollectionOptions(spec=PipelineSpec(), stride=1, segment_s=2.0)
 
 
@@ -134,6 +135,52 @@ def test_cli_usage_errors(tmp_path):
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
 
 
+class HereEngine:
+    """Runs the tasks in this process, one after the other (fast tests: no worker to start)."""
+
+    workers = 1
+
+    def map(self, fn, tasks):
+        return ((task, fn(task)) for task in tasks)
+
+    def close(self) -> None:
+        pass
+
+
+def test_annotated_parts_join_into_one_video(tmp_path, photos_dir):
+    import av
+
+    src = tmp_path / "in" / "v.mp4"
+    src.parent.mkdir()
+    write_video(src, moving_face_frames(45), fps=FPS)
+    plain = run_collection([str(src)], tmp_path / "plain", CollectionOptions(segment_s=1.5), HereEngine())
+    options = CollectionOptions(segment_s=1.5, annotate=True, stride=2)
+    run = run_collection([str(src)], tmp_path / "out", options, HereEngine())
+    assert run.summary[0]["frames"] == 45 and run.summary[0]["frames_analysed"] == 23
+    with av.open(str(tmp_path / "out" / "v.annotated.mp4")) as c:
+        times = [f.time for f in c.decode(video=0)]
+    assert len(times) == 45 and times == sorted(times) and times[-1] == pytest.approx(4.4, abs=0.01)
+    table = pd.read_csv(tmp_path / "out" / "v.csv")
+    assert set(table["frame"]) <= set(range(0, 45, 2)) and len(table) >= 20
+    assert plain.summary[0]["frames_analysed"] == 45
+    assert list((tmp_path / "out" / ".parts" / "v").iterdir()) == [tmp_path / "out" / ".parts" / "v" / "result.json"]
+
+
+def test_truncated_and_replaced_videos(tmp_path, photos_dir):
+    src = tmp_path / "v.mp4"
+    write_video(src, moving_face_frames(60), fps=FPS, codec="libx264", faststart=True)
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 2])  # the index and half the frames
+    run = run_collection([str(src)], tmp_path / "out", CollectionOptions(segment_s=2.0), HereEngine())
+    row = run.summary[0]
+    assert 0 < row["frames"] < 60 and "60" in row["error"] and not run.failed  # listed with a reason, kept
+    assert len(pd.read_csv(tmp_path / "out" / "v.csv")) <= row["frames"]
+
+    src.write_bytes(data)  # the complete file replaces it: analysed again, not taken as finished
+    run = run_collection([str(src)], tmp_path / "out", CollectionOptions(segment_s=2.0), HereEngine())
+    assert run.skipped == 0 and run.summary[0]["frames"] == 60 and run.summary[0]["error"] == ""
+
+
 # ------------------------------------------------------------------------------ the collection
 
 
@@ -158,7 +205,7 @@ def test_local_collection_resumes_nothing_twice(videos, reference, tmp_path):
     per_video = [reference / f"{name}.csv" for name in LENGTHS]
     stamps = [p.stat().st_mtime_ns for p in per_video]
     proc = cli(*collection_args(videos, reference))
-    assert "0 analysed now, 3 skipped" in proc.stdout
+    assert "0 analysed now (0 segments), 3 skipped" in proc.stdout
     assert [p.stat().st_mtime_ns for p in per_video] == stamps
 
 
@@ -180,14 +227,16 @@ def test_driver_killed_mid_collection_then_resumed(videos, reference, tmp_path):
             driver.kill()
     assert not (out / "summary.csv").exists(), "killed too late: the collection had finished"
     time.sleep(1.5)  # the pool worker notices its driver is gone and exits
-    kept = {p: p.stat().st_mtime_ns for p in out.glob(".parts/*/seg-*.json")}
-    assert kept, "no segment survived the kill"
+    unfinished = [n for n in LENGTHS if not (out / ".parts" / n / "result.json").exists()]
+    kept = [p for n in unfinished for p in (out / ".parts" / n).glob("seg-*.json")]
+    assert kept and unfinished, "nothing to resume from"
 
     proc = cli(*collection_args(videos, out, "--workers", "2"))
     assert proc.returncode == 1 and "corrupt.mp4" in proc.stderr
     assert_complete(out)
     assert_same_outputs(out, reference)
-    assert all(p.stat().st_mtime_ns == t for p, t in kept.items()), "finished segments were redone"
+    todo = sum(SEGMENTS[n] for n in unfinished) - len(kept)
+    assert f"{len(unfinished)} analysed now ({todo} segments)" in proc.stdout, "finished segments were redone"
 
 
 # ------------------------------------------------------------------------------------------ Ray
@@ -255,3 +304,14 @@ def test_photo_folder_on_ray_equals_threads_here(photos_dir, ray_local):
     here = [r.to_dict() for r in predict_images(spec.build(), ((f, f) for f in files))]
     there = [r.to_dict() for r in predict_on_engine(RayEngine(), spec, files, chunk=2)]
     assert there == here and "error" in there[-1] and sum(len(r.get("faces", [])) for r in there) >= 4
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_cli_predict_csv_on_ray_equals_local(photos_dir, tmp_path):
+    pytest.importorskip("ray", reason="Ray is the optional scale extra: pip install -r requirements-scale.txt")
+    here, there = tmp_path / "here.csv", tmp_path / "there.csv"
+    assert cli("predict", photos_dir, "--csv", here).returncode == 0
+    proc = cli("predict", photos_dir, "--csv", there, "--engine", "ray", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert there.read_bytes() == here.read_bytes() and len(pd.read_csv(there)) >= 4

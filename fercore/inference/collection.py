@@ -98,6 +98,7 @@ class Segment:
     fps: Fraction
     t0: float | None  # time stamp of the video's first frame (None: frames carry no time stamps)
     options: CollectionOptions
+    source: str = ""  # the video's identity (path and size): a replaced file is not resumed from old parts
 
     @property
     def path(self) -> Path:
@@ -192,7 +193,8 @@ def plan_video(source: str, name: str, out_dir: Path, options: CollectionOptions
     count = max(1, math.ceil(plan.expected / step)) if plan.expected and t0 is not None else 1
     for k in range(count):
         end = (k + 1) * step if k < count - 1 else options.max_frames  # the last one runs to the end
-        plan.segments.append(Segment(source, str(plan.parts), k, k * step, end, fps, t0, options))
+        segment = Segment(source, str(plan.parts), k, k * step, end, fps, t0, options, _identity(source))
+        plan.segments.append(segment)
     return plan
 
 
@@ -238,6 +240,7 @@ def run_segment(task: Segment) -> dict[str, Any]:
 def _record(task: Segment, **fields: Any) -> dict[str, Any]:
     return {
         "options": task.options.record(),
+        "source": task.source,
         "segment": task.index,
         "start": task.start,
         "frames": 0,
@@ -389,7 +392,7 @@ def _read_json(path: Path) -> Any:
 def _done_segment(task: Segment) -> dict[str, Any] | None:
     """The segment's record if a finished one made with the same options is on disk."""
     record = _read_json(task.path)
-    if not record or record.get("options") != task.options.record():
+    if not record or record.get("options") != task.options.record() or record.get("source") != task.source:
         return None
     if task.options.annotate and not record.get("error") and record.get("frames") and not _part_path(task).exists():
         return None
@@ -422,6 +425,9 @@ def merge_video(plan: VideoPlan, options: CollectionOptions) -> dict[str, Any]:
     row = summary_row(plan.source, table, frames, sum(r["analysed"] for r in records), plan.segments[0].fps)
     row["error"] = "; ".join(e.removeprefix(f"{plan.source}: ") for e in errors + warnings)
     _write_json(plan.result_path, {"options": options.record(), "source": _identity(plan.source), "summary": row})
+    for leftover in plan.parts.iterdir():  # the segments are in the CSV (and MP4) now
+        if leftover != plan.result_path:
+            leftover.unlink(missing_ok=True)
     return row
 
 
@@ -447,9 +453,10 @@ def _error_row(source: str, error: str) -> dict[str, Any]:
     return row
 
 
-def _identity(source: str) -> dict[str, Any]:
+def _identity(source: str) -> str:
+    """``resolved path:size in bytes``."""
     path = Path(source)
-    return {"path": str(path.resolve()), "bytes": path.stat().st_size if path.exists() else None}
+    return f"{path.resolve()}:{path.stat().st_size if path.exists() else None}"
 
 
 def _finished(plan: VideoPlan, options: CollectionOptions) -> dict[str, Any] | None:

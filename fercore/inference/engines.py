@@ -131,7 +131,11 @@ class RayEngine:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 task = pending.pop(ref)
-                yield task, ray.get(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # a worker died more often than retried, a node lost…
+                    raise RuntimeError(f"a Ray task failed: {str(exc).strip().splitlines()[-1]}") from None
+                yield task, result
 
     def close(self) -> None:
         if self._started:
