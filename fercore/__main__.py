@@ -1,5 +1,7 @@
-"""Command line: ``python -m fercore predict IMAGE_OR_DIR… [--json | --csv OUT.csv]`` and
-``python -m fercore video IN --out OUT.mp4``.
+"""Command line: ``python -m fercore predict IMAGE_OR_DIR… [--json | --csv OUT.csv] [--engine ray]``,
+``python -m fercore video IN --out OUT.mp4 [--csv OUT.csv]`` and, for a collection of videos,
+``python -m fercore video PATH… --out-dir DIR [--engine local|ray]`` (``fercore.inference.collection``).
+This module only parses arguments and prints; the work is done in ``fercore``.
 
 Errors a user can cause (unreadable image or video, missing model, bad option) print one line to
 stderr and exit with status 1 (2 for usage errors), never a traceback.
