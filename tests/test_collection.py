@@ -315,3 +315,21 @@ def test_cli_predict_csv_on_ray_equals_local(photos_dir, tmp_path):
     proc = cli("predict", photos_dir, "--csv", there, "--engine", "ray", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert there.read_bytes() == here.read_bytes() and len(pd.read_csv(there)) >= 4
+
+
+def pipeline_of_this_worker(_: int) -> tuple[int, int]:
+    from fercore.inference.engines import worker_pipeline
+
+    return os.getpid(), id(worker_pipeline(PipelineSpec(), stream=True))
+
+
+@pytest.mark.slow
+def test_each_ray_worker_builds_its_pipeline_once(ray_local):
+    from fercore.inference.engines import RayEngine
+
+    seen = [result for _, result in RayEngine().map(pipeline_of_this_worker, range(8))]
+    by_worker: dict[int, set[int]] = {}
+    for pid, pipeline in seen:
+        by_worker.setdefault(pid, set()).add(pipeline)
+    assert len(seen) == 8 and all(len(ids) == 1 for ids in by_worker.values())
+    assert len(by_worker) < 8  # workers are reused across tasks
