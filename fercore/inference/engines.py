@@ -101,7 +101,7 @@ def ray_runtime_env() -> dict[str, Any]:
 
 class RayEngine:
     """Ray tasks on a cluster (``address``: ``ray://HOST:10001``, ``auto`` for the cluster this machine
-    belongs to) or on a Ray started here (``address`` None, ``workers`` CPUs). An already initialised
+    belongs to) or on a new Ray started here (``address`` None, ``workers`` CPUs). An already initialised
     Ray (``ray.init`` called by the caller) is used as it is. ``max_retries``: attempts after a worker dies."""
 
     def __init__(self, address: str | None = None, workers: int | None = None, max_retries: int = 3):
@@ -117,7 +117,13 @@ class RayEngine:
             if address:  # a cluster: its nodes have the project installed
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=workers, runtime_env=ray_runtime_env(), include_dashboard=False, log_to_driver=False)
+                ray.init(  # "local": a new Ray here, even when this machine already runs one
+                    address="local",
+                    num_cpus=workers,
+                    runtime_env=ray_runtime_env(),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
             self._started = True
         self.workers = int(ray.cluster_resources().get("CPU", 1))
         self.max_retries = max_retries
