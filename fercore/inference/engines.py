@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from fercore.inference.pipeline import FramePipeline, PipelineSpec
+if TYPE_CHECKING:  # the pipeline (and its model code) is imported by workers, not by whoever lists ENGINES
+    from fercore.inference.pipeline import FramePipeline, PipelineSpec
 
 ENGINES: tuple[str, ...] = ("local", "ray")
 T = TypeVar("T")
