@@ -4,16 +4,20 @@ streamlit-webrtc calls the frame callback in a worker thread; it must never touc
 ``LiveSession`` runs each frame through the session's ``FramePipeline`` (a stream detector and a
 tracker of its own around the shared, thread-safe classifier), keeps the latest annotated frame,
 and puts ``(time, latency_s, faces)`` on a bounded queue that the page drains on its own schedule.
+When ``FER_LIVE_STATS`` names a folder, each session also appends its per-frame timings to a file
+there (``FrameLog``): how ``bench/live_capacity.py`` reads a running server from outside.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from dataclasses import dataclass
 from fractions import Fraction
@@ -34,6 +38,7 @@ from fercore.types import ROW_COLUMNS, FacePrediction
 
 RECORD_COLUMNS: list[str] = ["frame", "time_s", *ROW_COLUMNS, *(f"raw_{e}" for e in EMOTIONS)]
 MAX_RECORD_SECONDS = 120.0
+STATS_ENV = "FER_LIVE_STATS"
 
 
 @dataclass
@@ -114,6 +119,40 @@ class Recording:
         self._cleanup()
 
 
+class FrameLog:
+    """Per-frame timings of one stream, appended to a file of its own: wall time, processing seconds, faces.
+
+    Off unless ``FER_LIVE_STATS`` names a folder (``from_env``). A file per stream lets a reader tell
+    streams apart without any id from the page; one short append per frame costs microseconds.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"stream-{os.getpid()}-{uuid.uuid4().hex[:12]}.tsv"
+
+    @classmethod
+    def from_env(cls) -> FrameLog | None:
+        folder = os.environ.get(STATS_ENV, "").strip()
+        return cls(Path(folder)) if folder else None
+
+    def add(self, t: float, latency_s: float, faces: int) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(f"{t:.6f}\t{latency_s:.6f}\t{faces}\n")
+
+    @staticmethod
+    def read(path: Path) -> np.ndarray:
+        """The rows of one log as an (n, 3) float array (a half-written last line is skipped)."""
+        rows = []
+        for line in Path(path).read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3:
+                try:
+                    rows.append([float(v) for v in parts])
+                except ValueError:
+                    continue
+        return np.array(rows, dtype=float).reshape(-1, 3)
+
+
 class LiveSession:
     """Per-session state of a live stream; ``process`` is called from the stream's worker thread."""
 
@@ -127,6 +166,7 @@ class LiveSession:
         self._lock = threading.Lock()
         self.detector_name = detector
         self.pipeline = self._build(detector)
+        self.frame_log = FrameLog.from_env()
 
     def _build(self, detector: str) -> FramePipeline:
         return FramePipeline(
@@ -150,7 +190,10 @@ class LiveSession:
             if self.recording is not None:
                 self.recording.add(annotated, result.faces, time.time())
         self.last_frame = annotated
-        self._publish((time.time(), time.perf_counter() - t0, [f.to_dict() for f in result.faces]))
+        now, latency = time.time(), time.perf_counter() - t0
+        self._publish((now, latency, [f.to_dict() for f in result.faces]))
+        if self.frame_log is not None:
+            self.frame_log.add(now, latency, len(result.faces))
         return annotated
 
     def start_recording(self, max_seconds: float = 60.0) -> None:
