@@ -41,6 +41,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -136,16 +137,25 @@ def wait_quiet(stats: Path, timeout: float = 30, recent: float = 2.0) -> int:
 # ---------------------------------------------------------------------------------- the browser side
 
 
-def start_stream(browser, url: str, timeout: float):
-    """A new context (a new Streamlit session) on the Webcam page with START pressed."""
+def open_webcam(browser, url: str, timeout: float):
+    """A new context (a new Streamlit session) on the Webcam page, not yet started."""
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()
     page.set_default_timeout(timeout * 1000)
-    open_app(page, f"{url}/webcam", timeout=timeout)
-    if errors := page_errors(page):
-        raise RuntimeError("; ".join(errors)[:300])
-    page.frame_locator(PLAYER).first.get_by_role("button", name=re.compile("start", re.I)).click()
+    try:
+        open_app(page, f"{url}/webcam", timeout=timeout)
+        if errors := page_errors(page):
+            raise RuntimeError("; ".join(errors)[:300])
+    except BaseException:
+        context.close()
+        raise
     return context, page
+
+
+def press(page, name: str, timeout: float) -> None:
+    """Click the player's START or STOP button (inside the component's iframe)."""
+    button = page.frame_locator(PLAYER).first.get_by_role("button", name=re.compile(name, re.I))
+    button.click(timeout=timeout * 1000)
 
 
 def video_frames(page) -> int | None:
@@ -158,7 +168,7 @@ def video_frames(page) -> int | None:
 
 def stop_stream(context, page) -> None:
     try:
-        page.frame_locator(PLAYER).first.get_by_role("button", name=re.compile("stop", re.I)).click(timeout=15_000)
+        press(page, "stop", 15)
     except Exception:  # noqa: BLE001 - closing the context ends the connection anyway
         pass
     context.close()
@@ -171,13 +181,22 @@ def run_step(n: int, browser, server: Server, stats: Path, args) -> Step:
     step = Step(n)
     streams = []
     try:
-        for i in range(n):
+        t = time.perf_counter()
+        for i in range(n):  # all pages first, so that opening one does not compete with running streams
             try:
-                streams.append(start_stream(browser, server.url, args.timeout))
+                streams.append(open_webcam(browser, server.url, args.timeout))
             except Exception as exc:  # noqa: BLE001 - a stream that did not start is reported, not fatal
-                step.errors.append(f"stream {i}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
-        step.started = len(streams)
+                step.errors.append(f"page {i}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+        for i, (_, page) in enumerate(streams):
+            try:
+                press(page, "start", args.timeout)
+                step.started += 1
+            except Exception as exc:  # noqa: BLE001
+                step.errors.append(f"START {i}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
         active = wait_streams(stats, step.started, args.timeout)
+        print(
+            f"   {step.started} of {n} started, {active} processing after {time.perf_counter() - t:.0f} s", flush=True
+        )
         if active < step.started:
             step.errors.append(f"only {active} of {step.started} started streams processed frames")
         time.sleep(args.warmup)
@@ -277,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nice", type=int, default=10, help="niceness increment for the bench, server and browser")
     p.add_argument("--browser-nice", type=int, default=0, help="extra niceness for Chromium only")
     p.add_argument("--timeout", type=float, default=90, help="seconds one browser step may take")
+    p.add_argument("--budget", type=float, default=900, help="start no further N after this many seconds")
     args = p.parse_args(argv)
     ns = [int(v) for v in args.streams.split(",") if v.strip()]
     if not ns or min(ns) < 1 or max(ns) > 16 or not 5 <= args.seconds <= 120 or not 1 <= args.fps <= 30:
@@ -301,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from playwright.sync_api import sync_playwright
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SystemExit: the server and namespace go too
     if args.nice:
         os.nice(args.nice)  # inherited by the server and the browser started below
     cores = os.cpu_count() or 1
@@ -332,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
                         ],
                     )
                     try:
+                        began = time.perf_counter()
                         for n in ns:
+                            if time.perf_counter() - began > args.budget:
+                                print(f"N = {n}: skipped, the --budget of {args.budget:.0f} s is spent")
+                                continue
                             t = time.perf_counter()
                             steps.append(run_step(n, browser, server, stats, args))
                             s = steps[-1]
@@ -342,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                                 f"({time.perf_counter() - t:.0f} s for the step)",
                                 flush=True,
                             )
+                            for e in s.errors:
+                                print(f"   ! {e}", flush=True)
                     finally:
                         browser.close()
             finally:
