@@ -37,7 +37,6 @@ pair 10.203.0.1/2 inside it) are used.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import shutil
@@ -67,7 +66,7 @@ from browser_helpers import (  # noqa: E402
 )
 
 from bench.frames import PHOTOS  # noqa: E402
-from bench.load_sessions import RssMonitor, client_tree, cpu_seconds, process_tree  # noqa: E402
+from bench.load_sessions import RssMonitor, client_tree, cpu_seconds, pct, process_tree  # noqa: E402
 from fercore.inference.live import STATS_ENV, FrameLog  # noqa: E402
 
 PORT = 8765  # inside a fresh namespace every port is free
@@ -238,12 +237,6 @@ def run_step(n: int, browser, server: Server, stats: Path, args) -> Step:
 
 
 # ---------------------------------------------------------------------------------- report
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank) of a non-empty list."""
-    s = sorted(values)
-    return s[min(len(s), max(1, math.ceil(q / 100 * len(s)))) - 1]
 
 
 def report(steps: list[Step], cores: int) -> None:
