@@ -77,7 +77,7 @@ def gpu_compute_capability() -> tuple[int, int] | None:
     if not gpus:
         return None
     cc = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
-    return tuple(cc) if cc else (0, 0)  # type: ignore[return-value]
+    return tuple(cc) if cc else (0, 0)
 
 
 def resolve_precision(
