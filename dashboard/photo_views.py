@@ -32,7 +32,13 @@ def batch_account(report: BatchReport) -> None:
     m4.metric("Skipped or unreadable", len(report.problems))
     if report.problems:
         with st.expander(f"Skipped or unreadable: {len(report.problems)}", icon=":material/warning:", expanded=True):
-            st.dataframe(report.problem_rows(), hide_index=True, key="photo_problems", width="stretch")
+            st.dataframe(
+                report.problem_rows(),
+                hide_index=True,
+                key="photo_problems",
+                width="stretch",
+                column_config={"file": st.column_config.TextColumn(width="medium"), "reason": "why it was not analysed"},
+            )
     downloads = [
         ("CSV (all faces)", report.table().to_csv(index=False), "faces.csv", "text/csv"),
         ("JSON (all images)", json.dumps(report.to_json(), indent=2), "faces.json", "application/json"),
@@ -50,7 +56,7 @@ def batch_account(report: BatchReport) -> None:
 
 def face_table(res: ImageResult, key: str) -> None:
     """Every face of one photo: number, label, box and the seven probabilities (in percent)."""
-    table = to_table([res]).drop(columns=["file", "whole_image", "error"])
+    table = to_table([res])[["face_id", "label", *EMOTIONS, "x", "y", "w", "h"]]
     table[list(EMOTIONS)] = (table[list(EMOTIONS)].astype(float) * 100).round(1)
     st.dataframe(table, hide_index=True, key=key, column_config=FACE_COLUMNS, width="stretch")
 
@@ -67,7 +73,7 @@ def photo_detail(res: ImageResult, preview: Any, key: str, overlays: list[Any]) 
             "face, or classify the whole image (toggle above)."
         )
         return
-    with right.container(height=560 if len(res.faces) > 2 else None, border=False):
+    with right.container(height=560 if len(res.faces) > 2 else "content", border=False):
         for i, face in enumerate(res.faces):
             cols = st.columns([1, 3, 1] if overlays else [1, 3])
             cols[0].image(face.face, caption=f"face {face.face_id}: {face.label}", width=96)

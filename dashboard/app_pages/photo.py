@@ -32,14 +32,16 @@ uploads = c2.file_uploader(
 photos = locations.photos_dir()
 samples = sorted(p.name for p in photos.iterdir() if p.suffix.lower()[1:] in common.IMAGE_TYPES) if photos else []
 sample = c3.selectbox("…or a sample photo", ["(none)", *samples], key="photo_sample", disabled=not samples)
-t1, t2 = st.columns(2)
+t1, t2 = st.columns([3, 2])
 whole = t1.toggle(
-    "When no face is found, classify the whole image as one face",
+    "When no face is found, classify the whole image",
     key="photo_whole",
     help="For images that are face crops already (such as FER2013's 48×48 faces). Such faces are "
     "marked “whole image” in the table and `whole_image` in the CSV and JSON.",
 )
-gradcam = t2.toggle("Grad-CAM (where the model looks; loads TensorFlow, slower)", key="photo_gradcam")
+gradcam = t2.toggle(
+    "Grad-CAM (where the model looks)", key="photo_gradcam", help="Loads TensorFlow the first time: slower."
+)
 st.caption(f"A batch holds {LIMITS.describe()}.")
 
 inputs: list[tuple[str, bytes]] = [(u.name, u.getvalue()) for u in uploads or []]

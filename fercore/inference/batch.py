@@ -48,7 +48,8 @@ class BatchLimits:
 
     def describe(self) -> str:
         mb, n = 2**20, self.max_files
-        return f"up to {n} images, {self.max_total_bytes // mb} MB in all, {self.max_file_bytes // mb} MB each"
+        total, each = self.max_total_bytes // mb, self.max_file_bytes // mb
+        return f"up to {n} images and {total} MB in all (a zip up to {total} MB), each image up to {each} MB"
 
 
 @dataclass
@@ -232,8 +233,9 @@ def _predict_one(pipeline: FramePipeline, name: str, src: ImageSource, preview: 
 
 
 def annotated_preview(rgb: np.ndarray, faces: list[FacePrediction], side: int) -> np.ndarray:
-    """``rgb`` scaled (up or down) to a longer side of ``side`` px, with the faces drawn at that scale:
-    48×48 crops get readable labels, large photos cheap thumbnails."""
+    """``rgb`` scaled (up or down) to a longer side of ``side`` px, with the faces drawn at that scale
+    (each box tagged with its number and label): 48×48 crops get readable labels, large photos cheap
+    thumbnails."""
     import cv2
 
     from fercore.inference.draw import annotate
@@ -243,7 +245,9 @@ def annotated_preview(rgb: np.ndarray, faces: list[FacePrediction], side: int) -
     if abs(f - 1.0) > 1e-3:
         size = (max(1, round(w * f)), max(1, round(h * f)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    return annotate(rgb, [replace(face, box=face.box.scaled(f)) for face in faces], show_bars=side >= 480)
+    # bars beside a box only where they are readable and cover no other face (pages chart each face)
+    bars = side >= 480 and len(faces) <= 2
+    return annotate(rgb, [replace(face, box=face.box.scaled(f)) for face in faces], show_bars=bars)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,8 +340,8 @@ class BatchReport:
         return sum(not r.faces for r in self.analysed)
 
     def problem_rows(self) -> list[dict[str, str]]:
-        """``{"file", "reason"}`` per item skipped or unreadable."""
-        return [{"file": r.file, "reason": r.error or ""} for r in self.problems]
+        """``{"file", "reason"}`` per item skipped or unreadable (the reason without the file's name)."""
+        return [{"file": r.file, "reason": (r.error or "").removeprefix(f"{r.file}: ")} for r in self.problems]
 
     def table(self) -> Any:
         """``to_table`` of every item: faces, images without one, and one row per problem (``error``)."""
