@@ -37,7 +37,10 @@ def batch_account(report: BatchReport) -> None:
                 hide_index=True,
                 key="photo_problems",
                 width="stretch",
-                column_config={"file": st.column_config.TextColumn(width="medium"), "reason": "why it was not analysed"},
+                column_config={
+                    "file": st.column_config.TextColumn(width="medium"),
+                    "reason": "why it was not analysed",
+                },
             )
     downloads = [
         ("CSV (all faces)", report.table().to_csv(index=False), "faces.csv", "text/csv"),
