@@ -102,6 +102,30 @@ def test_a_frame_log_reader_skips_a_half_written_line(tmp_path):
     assert FrameLog.read(log.path).tolist() == [[10.0, 0.02, 1.0], [10.1, 0.03, 2.0]]
 
 
+def test_an_empty_recording_says_why_and_the_session_knows_when_frames_flow():
+    live = LiveSession(EmotionClassifier(backend=FixedBackend()), "haar")
+    assert not live.streaming()
+    live.start_recording(5)
+    never = live.stop_recording()  # no frame ever: the camera was not started
+    assert never is not None and never.frames == 0 and not never.camera_started
+    assert "camera never started" in never.empty_reason()
+    frame = np.zeros((240, 320, 3), np.uint8)  # no face in it
+    live.process(frame)
+    assert live.streaming() and not live.streaming(now=live.last_frame_at + 10)
+    live.start_recording(5)
+    stalled = live.stop_recording()  # the camera ran before, but no frame came while recording
+    assert stalled.camera_started and "no frame arrived" in stalled.empty_reason()
+    live.start_recording(5)
+    live.process(frame)
+    live.process(frame)
+    faceless = live.stop_recording()
+    assert faceless.frames == 2 and faceless.table.empty and faceless.mp4
+    assert faceless.empty_reason() == "no face was seen in the 2 recorded frames"
+    rec = Recording(5)
+    rec.add(frame, [_face(1)], now=0.0)
+    assert rec.finish().empty_reason() is None
+
+
 def test_ice_servers_and_history():
     assert parse_ice_servers("") == []
     assert parse_ice_servers('[{"urls": ["stun:x:3478"]}]') == [{"urls": ["stun:x:3478"]}]

@@ -49,6 +49,19 @@ class RecordingResult:
     mp4: bytes
     seconds: float
     frames: int
+    camera_started: bool = True  # had the session processed any frame when the recording ended?
+
+    def empty_reason(self) -> str | None:
+        """Why the recording holds no face rows (None when it holds some): the camera never started,
+        no frame arrived while recording, or frames came but no face was seen in them."""
+        if self.frames == 0 and not self.camera_started:
+            return "the camera never started (press START above and allow the camera, then record)"
+        if self.frames == 0:
+            return "no frame arrived while recording (the camera was stopped or paused)"
+        if self.table.empty:
+            n = self.frames
+            return f"no face was seen in the {n} recorded frame{'s' * (n != 1)}"
+        return None
 
     def csv(self) -> bytes:
         return self.table.to_csv(index=False).encode()
@@ -161,6 +174,7 @@ class LiveSession:
         self.queue: queue.Queue[tuple[float, float, list[dict[str, Any]]]] = queue.Queue(maxsize=maxsize)
         self.frames = 0
         self.last_frame: np.ndarray | None = None
+        self.last_frame_at: float | None = None  # time.time() when the last frame was processed
         self.calibration = PersonalCalibration()
         self.recording: Recording | None = None
         self._lock = threading.Lock()
@@ -189,12 +203,17 @@ class LiveSession:
             annotated = result.image if result.image is not None else rgb
             if self.recording is not None:
                 self.recording.add(annotated, result.faces, time.time())
-        self.last_frame = annotated
         now, latency = time.time(), time.perf_counter() - t0
+        self.last_frame, self.last_frame_at = annotated, now
         self._publish((now, latency, [f.to_dict() for f in result.faces]))
         if self.frame_log is not None:
             self.frame_log.add(now, latency, len(result.faces))
         return annotated
+
+    def streaming(self, within: float = 3.0, now: float | None = None) -> bool:
+        """Did a frame arrive in the last ``within`` seconds? (The camera is running, whatever the page heard.)"""
+        now = time.time() if now is None else now
+        return self.last_frame_at is not None and now - self.last_frame_at <= within
 
     def start_recording(self, max_seconds: float = 60.0) -> None:
         """Keep every processed frame's faces and the annotated video from now on (up to ``max_seconds``)."""
@@ -208,7 +227,11 @@ class LiveSession:
         """End the recording; its data in memory (None when none was running)."""
         with self._lock:
             recording, self.recording = self.recording, None
-        return recording.finish() if recording is not None else None
+        if recording is None:
+            return None
+        result = recording.finish()
+        result.camera_started = self.frames > 0
+        return result
 
     def close(self) -> None:
         """Drop whatever is being recorded (the session ended)."""
