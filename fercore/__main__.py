@@ -197,12 +197,13 @@ def _describe(image: str, preds) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fercore.inference.batch import IMAGE_SUFFIXES, find_images, predict_images
+    from fercore.data.folders import IMAGE_EXTENSIONS
+    from fercore.inference.batch import find_images, predict_images
     from fercore.inference.image import load_image
 
     files = find_images(args.images)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {' '.join(args.images)}")
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {' '.join(args.images)}")
     pipeline = _pipeline(args, whole_image=args.whole_image)
     if args.csv:
         return _predict_to_csv(args, files, pipeline)

@@ -348,10 +348,11 @@ def test_train_page_form_and_bad_path(tmp_path, monkeypatch):
 
 
 def test_train_page_form_is_generated_from_the_config():
-    from fercore.train import MODELS, OPTIMIZERS, SCHEDULES, TrainConfig
+    from fercore.models.architectures import list_models
+    from fercore.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
     at = open_page("train")
-    assert at.selectbox(key="train_model").options == list(MODELS)
+    assert at.selectbox(key="train_model").options == list(list_models())
     assert at.selectbox(key="train_optimizer").options == list(OPTIMIZERS)
     assert at.selectbox(key="train_schedule").options == list(SCHEDULES)
     defaults = TrainConfig()
@@ -900,8 +901,8 @@ def test_webcam_page_and_bad_ice_config():
 @requires_default_model
 def test_webcam_calibration_toggle_changes_the_shown_scores(photos_dir):
     """Calibrating on the (happy) astronaut makes the page show it neutral; the toggle brings raw scores back."""
-    from fercore.inference.baseline import fit_baseline
     from fercore.inference.image import load_image
+    from fercore.inference.personal import fit_baseline
     from fercore.labels import EMOTIONS
 
     at = open_page("webcam")
@@ -910,7 +911,7 @@ def test_webcam_calibration_toggle_changes_the_shown_scores(photos_dir):
     for _ in range(4):
         live.process(rgb)
     raw = live.drain()[-1][2][0]["scores"]
-    live.calibration.baselines = {1: fit_baseline(np.array([[raw[e] for e in EMOTIONS]]))}
+    live.personal.baselines = {1: fit_baseline(np.array([[raw[e] for e in EMOTIONS]]))}
     live.process(rgb)
     at.run()
     assert "face 1: **neutral**" in texts(at) and "Baselines: face 1" in texts(at)

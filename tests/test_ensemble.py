@@ -15,6 +15,7 @@ import pytest
 from fercore.models.ensemble import (
     MANIFEST,
     EnsembleBackend,
+    combine,
     load_tier,
     read_manifest,
     resolve_tier,
@@ -70,6 +71,23 @@ def test_tta_sends_all_ten_views_in_one_batch_and_averages_them():
     assert tta[0, 0] == pytest.approx(0.5, abs=0.05)  # half the views are mirrored
     expected = np.mean([BrightnessBackend().predict(v[..., None])[:, 0] for v in tta_views(x[..., 0])], axis=0)
     np.testing.assert_allclose(tta[:, 0], expected, atol=1e-6)
+
+
+def test_a_single_model_with_tta_in_evaluation_is_a_one_member_tta_tier():
+    """evaluate's TTA average and the tier's are the same code: same numbers for the same faces."""
+    from fercore.evaluation.evaluate import predict_proba
+
+    x = np.random.default_rng(3).integers(0, 256, (5, 48, 48)).astype(np.uint8)
+    tier = EnsembleBackend([BrightnessBackend()], tta=True).predict(x[..., None].astype(np.float32))
+    np.testing.assert_allclose(predict_proba(BrightnessBackend(), x, tta=True, batch_size=20), tier, atol=1e-7)
+
+
+def test_combine_is_the_mean_of_the_members():
+    a, b = np.array([[0.2, 0.8]]), np.array([[0.6, 0.4]])
+    np.testing.assert_allclose(combine([a, b]), [[0.4, 0.6]])
+    assert combine([a]).dtype == np.float32
+    with pytest.raises(ValueError, match="at least one"):
+        combine([])
 
 
 def test_empty_and_bad_input():

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from fercore.models.architectures import ARCHITECTURES
+from fercore.models.architectures import list_models
 from fercore.train import EXPORT_CHECKPOINTS, OPTIMIZERS, SCHEDULES, STRATEGIES, Augment, TrainConfig
 from fercore.train.config import architecture, form_config, options
 from tests.conftest import TINY
@@ -34,7 +34,7 @@ def test_export_defaults_to_the_last_epoch():
 
 def test_choices_are_declared_once():
     opts = options()
-    assert opts["model"].choices == tuple(ARCHITECTURES)
+    assert opts["model"].choices == list_models() == ("coursera", "fernet")
     assert opts["optimizer"].choices == OPTIMIZERS and opts["schedule"].choices == SCHEDULES
     assert opts["strategy"].choices == STRATEGIES and opts["export_checkpoint"].choices == EXPORT_CHECKPOINTS
     assert "augment" not in opts and "model_params" not in opts  # not scalar: config file only

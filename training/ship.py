@@ -27,6 +27,7 @@ import os
 import sys
 from pathlib import Path
 
+from fercore.models.ensemble import TIERS
 from fercore.paths import MODELS_DIR as MODELS
 
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--tier",
-        choices=["fast", "accurate"],
+        choices=TIERS,
         default="fast",
         help="fast: one run's model into models/; accurate: an ensemble into models/accurate/",
     )
@@ -251,7 +252,7 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
     from fercore.inference.classify import load_backend
     from fercore.inference.preprocess import to_model_input
     from fercore.models.architectures import load_keras_model, to_float32
-    from fercore.models.ensemble import write_manifest
+    from fercore.models.ensemble import combine, write_manifest
     from fercore.models.export import export_tflite
 
     test = load_dataset(data).split("test")
@@ -294,7 +295,7 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
         )
     # the tier's output is the mean of its members' (view-averaged) probabilities: score the mean of
     # the ones just computed rather than running every member over every view again
-    mean = np.mean(np.asarray(probas, np.float64), axis=0).astype(np.float32)
+    mean = combine(probas)
     result = EvalResult(y_true=test.labels.astype(np.int64), proba=mean, model=name, tta=tta).to_dict()
     metrics = {
         "split": "PublicTest",

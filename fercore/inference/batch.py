@@ -30,7 +30,6 @@ from fercore.inference.image import ImageSource, load_image
 from fercore.inference.pipeline import FramePipeline
 from fercore.types import ROW_COLUMNS, DataError, FacePrediction, FerError
 
-IMAGE_SUFFIXES: frozenset[str] = frozenset(IMAGE_EXTENSIONS)
 # One row per face; an image without a face (or unreadable: ``error``) gets one row with empty face fields.
 BATCH_COLUMNS: list[str] = ["file", *ROW_COLUMNS, "whole_image", "error"]
 Skipped = tuple[str, str]  # (name, why it was not analysed)
@@ -79,7 +78,7 @@ class ImageResult:
 
 
 def is_image_name(name: str) -> bool:  # by extension: folders also hold CSVs, notes, videos
-    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def find_images(paths: Iterable[str | Path]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fercore.evaluation.calibration import apply_temperature, load_temperature
+from fercore.evaluation.calibration import apply_temperature, saved_temperature
 from fercore.inference.preprocess import to_model_input
 from fercore.labels import EMOTIONS
 from fercore.paths import MODELS_DIR
@@ -168,7 +168,7 @@ class EmotionClassifier:
         if backend is None:
             path = Path(model_path) if model_path else default_model_path()
             backend = load_backend(path)
-            temperature = load_temperature(path) if temperature is None else temperature
+            temperature = saved_temperature(path) if temperature is None else temperature
         self.backend = backend
         self.temperature = 1.0 if temperature is None else float(temperature)
 

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fercore.inference.baseline import PersonalCalibration
 from fercore.inference.classify import EmotionClassifier
 from fercore.inference.detectors import make_stream_detector
+from fercore.inference.personal import PersonalBaseline
 from fercore.inference.pipeline import FramePipeline
 from fercore.inference.track import FaceTracker
 from fercore.inference.video import VideoWriter, emotion_shares
@@ -122,7 +122,7 @@ class LiveSession:
         self.queue: queue.Queue[tuple[float, float, list[dict[str, Any]]]] = queue.Queue(maxsize=maxsize)
         self.frames = 0
         self.last_frame: np.ndarray | None = None
-        self.calibration = PersonalCalibration()
+        self.personal = PersonalBaseline()
         self.recording: Recording | None = None
         self._lock = threading.Lock()
         self.detector_name = detector
@@ -130,7 +130,7 @@ class LiveSession:
 
     def _build(self, detector: str) -> FramePipeline:
         return FramePipeline(
-            make_stream_detector(detector), self.classifier, tracker=FaceTracker(), adjust=self.calibration, draw=True
+            make_stream_detector(detector), self.classifier, tracker=FaceTracker(), adjust=self.personal, draw=True
         )
 
     def use_detector(self, name: str) -> None:

@@ -8,21 +8,28 @@ page's form are generated from it, so a new choice shows up everywhere at once.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from fercore.models.architectures import ARCHITECTURES, read_model_config
+from fercore.models.architectures import list_models, read_model_config
 
-MODELS: tuple[str, ...] = tuple(ARCHITECTURES)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant", "plateau")
 STRATEGIES = ("default", "mirrored", "multiworker")
 EXPORT_CHECKPOINTS = ("last", "best")
 
 
-def _opt(default: Any, help: str, label: str = "", choices: tuple[str, ...] = (), **extra: Any) -> Any:
-    """A dataclass field whose metadata carries what a CLI flag or a form widget needs."""
+def _opt(
+    default: Any,
+    help: str,
+    label: str = "",
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
+    **extra: Any,
+) -> Any:
+    """A dataclass field whose metadata carries what a CLI flag or a form widget needs. ``choices`` is
+    a tuple or a function asked each time (a registry, e.g. :func:`list_models`)."""
     meta = {"help": help, "label": label, "choices": choices, **extra}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -63,7 +70,7 @@ class TrainConfig:
     """Everything that defines a training run; saved as the run's config.json and in the model."""
 
     data: str = _opt("", "FER2013 CSV, Kaggle folder layout or class-folder image set", "Dataset")
-    model: str = _opt("fernet", "architecture", "Architecture", MODELS)
+    model: str = _opt("fernet", "architecture", "Architecture", list_models)
     model_params: dict[str, Any] = _opt({}, "keyword arguments of the architecture's builder")
     epochs: int = _opt(30, "epochs to train", "Epochs", minimum=1, maximum=1000)
     batch_size: int = _opt(128, "images per step", "Batch size", minimum=1, maximum=4096)
@@ -122,7 +129,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            choices = f.metadata.get("choices")
+            choices = _choices(f)
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {', '.join(choices)}")
         if self.swa_epochs and self.strategy != "default":
@@ -157,7 +164,7 @@ def architecture(model_name: str, params: dict[str, Any], init_from: str = "") -
     if init_from:
         stored = read_model_config(init_from) or {}
         name, stored_params = stored.get("model"), stored.get("model_params")
-        if isinstance(name, str) and name in ARCHITECTURES and isinstance(stored_params, dict):
+        if isinstance(name, str) and name in list_models() and isinstance(stored_params, dict):
             return name, stored_params
     return model_name, params
 
@@ -201,11 +208,16 @@ def options(cls: type = TrainConfig) -> dict[str, Option]:
             _default(f),
             f.metadata.get("help", ""),
             f.metadata.get("label", ""),
-            tuple(f.metadata.get("choices", ())),
+            _choices(f),
             f.metadata.get("minimum"),
             f.metadata.get("maximum"),
         )
     return out
+
+
+def _choices(f: Field[Any]) -> tuple[str, ...]:
+    choices = f.metadata.get("choices", ())
+    return tuple(choices() if callable(choices) else choices)
 
 
 def _default(f: Field[Any]) -> Any:
