@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
+from fercore.data.locations import shared_data_dir  # noqa: E402
+
+DATA = shared_data_dir()
 
 
 def main() -> int:

@@ -50,8 +50,10 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
+from fercore.paths import PROJECT_ROOT as ROOT  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tests" / "browser"))  # browser_helpers: how the browser tests start things
 
 from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, Server, free_port, server_env, write_mp4  # noqa: E402

@@ -27,9 +27,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make the checkout importable (bench.*, fercore)
-    sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
 from bench.frames import FRAME_H, FRAME_W, PHOTOS, make_frame  # noqa: E402
 
 
