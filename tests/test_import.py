@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 FERCORE = ROOT / "fercore"
 
@@ -28,6 +30,56 @@ def test_import_fercore_pulls_no_streamlit_nor_tensorflow():
     assert "fercore.data.loader" in mods
     assert not any(m == "streamlit" or m.startswith("streamlit.") for m in mods)
     assert "tensorflow" not in mods
+
+
+def test_the_public_api_resolves_lazily_and_stays_light():
+    names = [
+        "EMOTIONS",
+        "FramePipeline",
+        "load_classifier",
+        "load_dataset",
+        "TrainConfig",
+        "evaluate",
+        "EmotionClassifier",
+    ]
+    bare = _modules_after("import fercore")
+    assert not {"tensorflow", "keras", "streamlit", "ray", "cv2"} & bare
+    assert not any(m.startswith("fercore.inference") for m in bare)  # nothing imported before it is asked for
+    code = "import fercore\n" + "\n".join(f"assert fercore.{n} is not None" for n in names)
+    resolved = _modules_after(code)
+    assert {"fercore.inference.pipeline", "fercore.models.ensemble", "fercore.train.config"} <= resolved
+    assert not {"tensorflow", "keras", "streamlit", "ray"} & resolved
+
+
+def test_the_package_root_holds_few_modules():
+    """The folders show the architecture: at most six modules beside the subpackages."""
+    root_modules = sorted(p.name for p in FERCORE.glob("*.py"))
+    assert len(root_modules) <= 6, root_modules
+    assert {p.name for p in FERCORE.iterdir() if (p / "__init__.py").exists()} == {
+        "data",
+        "evaluation",
+        "inference",
+        "models",
+        "runs",
+        "train",
+    }
+
+
+def test_every_lazy_name_is_public():
+    import fercore
+
+    assert set(fercore._LAZY) | {"EMOTIONS", "NUM_CLASSES"} == set(fercore.__all__)
+
+
+def test_an_unknown_public_name_is_an_attribute_error():
+    import fercore
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        fercore.nope  # noqa: B018
+    from fercore import FramePipeline
+    from fercore.inference.pipeline import FramePipeline as defined
+
+    assert FramePipeline is defined and "FramePipeline" in dir(fercore)
 
 
 def test_inference_modules_need_no_tensorflow():
