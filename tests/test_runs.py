@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from fercore import runs
+from fercore.runs.launch import launch_training
+from fercore.train.config import TrainConfig
 from tests.conftest import ROOT, TINY
 
 # ----------------------------------------------------------------------------------------------
@@ -47,7 +49,7 @@ def _wait_free(root: Path, timeout: float = 10) -> None:
 def _launch(root: Path, python: str, barrier: threading.Barrier, outcome: list[str]) -> None:
     barrier.wait()
     try:
-        runs.launch_training({"data": "x"}, root, python=python)
+        launch_training(TrainConfig(data="x"), root, python=python)
         outcome.append("started")
     except runs.TrainingBusyError as exc:
         assert "already running" in str(exc)
@@ -71,9 +73,11 @@ def test_two_launches_in_threads_exactly_one_starts_20_of_20(tmp_path, fake_pyth
 LAUNCHER = """
 import sys, time
 from fercore import runs
+from fercore.runs.launch import launch_training
+from fercore.train.config import TrainConfig
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
 try:
-    runs.launch_training({"data": "x"}, sys.argv[2], python=sys.argv[3])
+    launch_training(TrainConfig(data="x"), sys.argv[2], python=sys.argv[3])
     print("started")
 except runs.TrainingBusyError as exc:
     print("busy", exc)
@@ -97,17 +101,20 @@ def test_launch_hands_the_lock_to_a_real_training(tmp_path, class_folder):
     launch starts; when it ends the lock is free and the run says why it ended."""
     root = tmp_path / "runs"
     config = {"data": str(class_folder), "model_params": TINY, "epochs": 1, "batch_size": 32, "log_every": 1}
-    run = runs.launch_training(config, root)
+    config = TrainConfig.from_dict(config)
+    run = launch_training(config, root)
+    assert runs.read_status(run)["state"] == "starting"  # at once: the launcher began the run
+    assert runs.view(run).config == config.to_dict() and not (run / "requested_config.json").exists()
     with pytest.raises(runs.TrainingBusyError, match=run.name):
-        runs.launch_training(config, root)
+        launch_training(config, root)
     deadline = time.time() + 600
     while runs.view(run).active and time.time() < deadline:
         time.sleep(0.5)
     status = runs.read_status(run)
     assert status["state"] == "finished", runs.log_tail(run)
     assert runs.lock_holder(root) == {}
-    runs.write_config(root / "run-nothing", config)
-    missing = runs.launch_training({}, root, resume=root / "run-nothing")  # no checkpoint to resume from
+    runs.write_config(root / "run-nothing", config.to_dict())
+    missing = launch_training(None, root, resume=root / "run-nothing")  # no checkpoint to resume from
     deadline = time.time() + 120
     while runs.view(missing).active and time.time() < deadline:
         time.sleep(0.2)
@@ -157,6 +164,17 @@ def test_a_live_run_of_code_without_the_lock_still_counts(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # Owners: pid + start time
+
+
+def test_elsewhere_than_linux_the_lock_and_owner_are_one_clear_error(tmp_path, monkeypatch):
+    from fercore.runs import owner
+
+    monkeypatch.setattr(owner, "SUPPORTED", False)
+    with pytest.raises(runs.UnsupportedPlatformError, match="lock needs Linux/POSIX"):
+        runs.take_lock(tmp_path)
+    with pytest.raises(runs.UnsupportedPlatformError, match="needs Linux/POSIX"):
+        runs.owner()
+    assert not (tmp_path / runs.LOCK).exists()
 
 
 def test_owner_is_pid_plus_start_time(tmp_path):
@@ -244,7 +262,7 @@ KILLER = """
 import os, signal, sys
 import fercore.models.architectures
 from fercore.train import callbacks
-from training.train import main
+from fercore.train.__main__ import main
 
 mode, at = sys.argv[1], int(sys.argv[2])
 if mode == "step":  # die right after global step `at` was logged

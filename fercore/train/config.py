@@ -89,8 +89,8 @@ class TrainConfig:
     )
     class_weights: bool = _opt(False, "weigh rare classes (disgust) up", "Class weights")
     ferplus: str = _opt("", "ferplus_votes.csv for soft labels")
-    ferplus_weight: float = _opt(0.0, "0 = FER2013 labels only, 1 = FER+ vote shares only")
-    teacher: str = _opt("", "cached teacher probabilities (.npz from python -m training.teacher) to distil from")
+    ferplus_weight: float = _opt(0.0, "0 = FER2013 labels only, 1 = FER+ vote shares only", minimum=0.0, maximum=1.0)
+    teacher: str = _opt("", "teacher probabilities to distil from: a CSV from python -m training.evaluate --proba-out")
     teacher_weight: float = _opt(
         0.0, "share of the target taken from the teacher; 0 = no distillation", minimum=0.0, maximum=1.0
     )
@@ -103,8 +103,8 @@ class TrainConfig:
         0, "train on N images (stratified by class); 0 = all", "Subset size (0 = all)", minimum=0, maximum=10_000_000
     )
     val_split: str = _opt("test", "split used for validation (PublicTest by default)")
-    val_fraction: float = _opt(0.1, "held out from train when the data has no val_split")
-    early_stopping: int = _opt(0, "patience in epochs on val_accuracy; 0 = off")
+    val_fraction: float = _opt(0.1, "held out from train when the data has no val_split", minimum=0.0, maximum=0.9)
+    early_stopping: int = _opt(0, "patience in epochs on val_accuracy; 0 = off", minimum=0, maximum=1000)
     seed: int = _opt(1, "seeds the weights, the data order and the augmentation")
     init_from: str = _opt("", "a .keras model to fine-tune (its architecture is used)", "Start from")
     swa_epochs: int = _opt(
@@ -116,7 +116,7 @@ class TrainConfig:
         maximum=1000,
     )
     strategy: str = _opt("default", "tf.distribute strategy (multiworker reads TF_CONFIG)", "Strategy", STRATEGIES)
-    log_every: int = _opt(20, "batches between metrics.csv rows")
+    log_every: int = _opt(20, "batches between metrics.csv rows", minimum=1, maximum=1_000_000)
     mixed_precision: bool = _opt(False, "bfloat16 compute (fast on CPUs with AMX/AVX512-BF16)")
     init_from_config: dict[str, Any] = _opt({}, "the training config stored in init_from, if any")
     export_checkpoint: str = _opt(
@@ -128,10 +128,17 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        """The one validation of a config (the CLI, the Train form and a run's config.json all build
+        one): declared choices and bounds, then the rules between options. ValueError, one line."""
         for f in fields(self):
-            choices = _choices(f)
-            if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {', '.join(choices)}")
+            value, choices = getattr(self, f.name), _choices(f)
+            if choices and value not in choices:
+                raise ValueError(f"unknown {f.name} {value!r}; choose one of {', '.join(choices)}")
+            low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
+            if (low is not None or high is not None) and not isinstance(value, (int, float)):
+                raise ValueError(f"{f.name} must be a number, got {value!r}")
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise ValueError(f"{f.name} must be between {low:g} and {high:g}, got {value!r}")
         if self.swa_epochs and self.strategy != "default":
             raise ValueError("swa_epochs needs the default strategy (the mean is kept on one machine)")
 
@@ -155,6 +162,7 @@ class TrainConfig:
         return cls(augment=Augment(**aug), **d)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-able values (what config.json holds)."""
         return asdict(self)
 
 
@@ -239,10 +247,10 @@ def init_from_choices(runs_dir: str | Path | None = None) -> dict[str, str]:
     return out
 
 
-def form_config(values: dict[str, Any], augment: dict[str, bool]) -> dict[str, Any]:
-    """The config dict a form submits: its values, on/off augmentations, and a log interval that
-    gives ~10 metrics rows per epoch (so short runs still draw a curve)."""
-    cfg = TrainConfig.from_dict({**values, "augment": Augment.from_switches(augment)})
-    steps = max(1, (cfg.subset or 28_000) // cfg.batch_size)
-    cfg.log_every = max(1, min(20, steps // 10))
-    return cfg.to_dict()
+def form_config(values: dict[str, Any], augment: dict[str, bool]) -> TrainConfig:
+    """The config a form submits, validated once (ValueError, one line): its ``values``, on/off
+    ``augment`` switches, and a log interval that gives ~10 metrics rows per epoch (so short runs
+    still draw a curve)."""
+    steps = max(1, (values.get("subset") or 28_000) // max(1, int(values.get("batch_size") or 128)))
+    values = {**values, "log_every": max(1, min(20, steps // 10)), "augment": Augment.from_switches(augment)}
+    return TrainConfig.from_dict(values)
