@@ -55,7 +55,8 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
     )
     print(
-        f"{'workers':>7}  {'images/s':>8}  {'seconds':>7}  {'CPU/wall':>8}  CPU ms/image  faces  whole-image  unreadable"
+        f"{'workers':>7}  {'images/s':>8}  {'seconds':>7}  {'CPU/wall':>8}  "
+        "CPU ms/image  faces  whole-image  unreadable"
     )
     base = None
     for workers in (int(w) for w in args.workers.split(",")):

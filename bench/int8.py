@@ -5,8 +5,8 @@
 
 Accuracy: every PublicTest face (3,589) through each model's ``EmotionClassifier``. Throughput:
 ``EmotionClassifier.predict_proba`` (preprocessing included, as the pipeline calls it) on batches of
-6 faces (the six-face frame) and of 1 face, faces/s (wall clock, and per CPU-second). The two models alternate in short rounds so
-a background load hits both alike; the median round is printed and the load average first.
+6 faces (the six-face frame) and of 1 face, faces/s (wall clock, and per CPU-second). The two models
+alternate in short rounds so a background load hits both alike; the median round is printed and the load average first.
 Make the int8 model with ``python -m training.export --model models/model.keras --out OUT --data … --int8``.
 """
 

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"fer {result['version']} on {path.name} (640×480): detect+classify p50 {result['p50_ms']:.1f} ms, "
-        f"p95 {result['p95_ms']:.1f} ms, cpu {result['cpu_ms']:.1f} ms, {result['faces']} faces found, {result['repeat']} runs"
+        f"p95 {result['p95_ms']:.1f} ms, cpu {result['cpu_ms']:.1f} ms, "
+        f"{result['faces']} faces found, {result['repeat']} runs"
     )
     return 0
 

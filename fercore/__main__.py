@@ -197,6 +197,7 @@ def _describe(image: str, preds) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """The ``predict`` command: faces and emotions of each image in ``args`` (JSON or a table); 0 or 2."""
     from fercore.data.folders import IMAGE_EXTENSIONS
     from fercore.inference.batch import find_images, predict_images
     from fercore.inference.image import load_image
@@ -253,6 +254,7 @@ def _predict_to_csv(args: argparse.Namespace, files: list[str], pipeline: FrameP
 
 
 def cmd_video(args: argparse.Namespace) -> int:
+    """The ``video`` command: annotate the video in ``args`` and write its per-face CSV; 0 or 2."""
     from fercore.inference.video import process_video
 
     pipeline = _pipeline(args, stream=True)
@@ -290,6 +292,7 @@ def _error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m fercore``: parse ``argv`` (default: the command line) and run a command; the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     try:

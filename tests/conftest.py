@@ -128,7 +128,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 FIXED_PROBS = np.array([0.05, 0.05, 0.1, 0.5, 0.1, 0.1, 0.1], np.float32)  # "happy" at 0.5
 
-# Face centres (x, y) in the sample photos, measured by eye on the originals (see photo_faces.py).
+# Face centres (x, y) in the sample photos, measured by eye on the originals.
 ASTRONAUT_FACE = (222, 115)
 GRACE_FACE = (262, 215)  # grace_hopper.jpg is 512 wide × 600 high
 MESSI_FACE = (241, 111)

@@ -1,5 +1,5 @@
-"""fercore.evaluation.evaluate and python -m training.evaluate: JSON contract (accuracy = manual count), ECE, FER+ labels,
-temperature fitting, tiers."""
+"""fercore.evaluation.evaluate and python -m training.evaluate: JSON contract (accuracy = manual count),
+ECE, FER+ labels, temperature fitting, tiers."""
 
 from __future__ import annotations
 

@@ -116,8 +116,8 @@ def _trace(run: Path):
 
 def _config(class_folder: Path) -> TrainConfig:
     # every augmentation, dropout and mixup on: all of it must be replayed exactly
-    return TrainConfig.from_dict({"data": str(class_folder), "model_params": TINY, "epochs": 3, "batch_size": 32,
-                                  "lr": 0.02, "warmup_epochs": 1, "log_every": 1, "augment": {"mixup": 0.2}})  # fmt: skip
+    base = {"data": str(class_folder), "model_params": TINY, "epochs": 3, "batch_size": 32, "lr": 0.02}
+    return TrainConfig.from_dict({**base, "warmup_epochs": 1, "log_every": 1, "augment": {"mixup": 0.2}})
 
 
 def test_resume_after_a_stop_mid_epoch_continues_exactly(tmp_path, class_folder, no_export):

@@ -18,8 +18,8 @@ from tests.test_train_fit import _weights, stop_at
 
 
 def _config(class_folder: Path, **extra) -> TrainConfig:
-    return TrainConfig.from_dict({"data": str(class_folder), "model_params": TINY, "epochs": 3, "batch_size": 32,
-                                  "lr": 0.02, "warmup_epochs": 1, "log_every": 1, "swa_epochs": 2, **extra})  # fmt: skip
+    base = {"data": str(class_folder), "model_params": TINY, "epochs": 3, "batch_size": 32, "lr": 0.02}
+    return TrainConfig.from_dict({**base, "warmup_epochs": 1, "log_every": 1, "swa_epochs": 2, **extra})
 
 
 def _epoch_weights(into: dict[int, list[np.ndarray]]):

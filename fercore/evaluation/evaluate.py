@@ -89,10 +89,12 @@ class EvalResult:
 
     @property
     def y_pred(self) -> np.ndarray:
+        """The most probable class of each face."""
         return self.proba.argmax(axis=1)
 
     @property
     def calibrated(self) -> np.ndarray:
+        """The probabilities users see: ``proba`` rescaled by ``temperature``."""
         return apply_temperature(self.proba, self.temperature)
 
     def to_dict(self) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class ImageResult:
 
 
 def is_image_name(name: str) -> bool:  # by extension: folders also hold CSVs, notes, videos
+    """Whether a file ``name`` has one of the image extensions the project reads."""
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
