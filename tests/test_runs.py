@@ -96,6 +96,7 @@ def test_two_launches_in_processes_exactly_one_starts_20_of_20(tmp_path, fake_py
     assert len(runs.list_runs(root)) == 20
 
 
+@pytest.mark.slow
 def test_launch_hands_the_lock_to_a_real_training(tmp_path, class_folder):
     """The launcher's lock passes to the training process (inherited fd): while it trains no other
     launch starts; when it ends the lock is free and the run says why it ended."""
@@ -313,6 +314,7 @@ def _resume(run: Path) -> dict:
     return fit(TrainConfig.from_dict(runs.read_config(run)), run, resume=True, verbose=0)
 
 
+@pytest.mark.slow
 def test_sigkill_before_the_first_checkpoint(tmp_path, class_folder):
     run = _killed_run(tmp_path, class_folder, "step", 2)
     assert not (run / runs.LAST).exists()
@@ -322,6 +324,7 @@ def test_sigkill_before_the_first_checkpoint(tmp_path, class_folder):
     assert runs.view(run).state == "failed"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_finishes_without_duplicate_rows(tmp_path, class_folder, no_export):
     run = _killed_run(tmp_path, class_folder, "step", 6)  # 4 steps per epoch: after the epoch-1 checkpoint
     assert runs.read_status(run)["checkpoint_step"] == 4
@@ -332,6 +335,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_without_duplicate_rows(tmp_path,
     assert m[m.kind == "epoch"]["step"].tolist() == [4, 8, 12]
 
 
+@pytest.mark.slow
 def test_sigkill_while_saving_keeps_the_previous_checkpoint(tmp_path, class_folder, no_export):
     run = _killed_run(tmp_path, class_folder, "save", 2)  # the epoch-2 save of last.keras
     from fercore.models.architectures import read_model_config
