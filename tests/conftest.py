@@ -37,8 +37,6 @@ requires_model = pytest.mark.skipif(
 )
 
 
-
-
 def pytest_collection_modifyitems(config, items):
     """Lanes by what a test needs, so ``make test-fast`` can leave out the heavy ones without a list to
     keep up: ``browser`` for everything under tests/browser/, ``data`` for tests that read FER2013 (the

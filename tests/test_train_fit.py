@@ -21,7 +21,6 @@ from fercore import runs
 from fercore.train import TrainConfig, fit
 from tests.conftest import FIXTURES, ROOT, TINY, model_weights, stop_at
 
-
 pytestmark = pytest.mark.slow  # every test here trains a model for real
 
 

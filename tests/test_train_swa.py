@@ -15,7 +15,6 @@ from fercore.train import TrainConfig, fit
 from fercore.train.swa import first_averaged_epoch, load_state, save_state
 from tests.conftest import TINY, model_weights, stop_at
 
-
 pytestmark = pytest.mark.slow  # every test here trains a model for real
 
 
