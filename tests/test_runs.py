@@ -84,6 +84,7 @@ except runs.TrainingBusyError as exc:
 """
 
 
+@pytest.mark.slow
 def test_two_launches_in_processes_exactly_one_starts_20_of_20(tmp_path, fake_python):
     root = tmp_path / "runs"
     for trial in range(20):
@@ -168,9 +169,9 @@ def test_a_live_run_of_code_without_the_lock_still_counts(tmp_path):
 
 
 def test_elsewhere_than_linux_the_lock_and_owner_are_one_clear_error(tmp_path, monkeypatch):
-    from fercore.runs import owner
+    import importlib
 
-    monkeypatch.setattr(owner, "SUPPORTED", False)
+    monkeypatch.setattr(importlib.import_module("fercore.runs.owner"), "SUPPORTED", False)
     with pytest.raises(runs.UnsupportedPlatformError, match="lock needs Linux/POSIX"):
         runs.take_lock(tmp_path)
     with pytest.raises(runs.UnsupportedPlatformError, match="needs Linux/POSIX"):
