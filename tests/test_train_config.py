@@ -107,3 +107,11 @@ def test_with_init_architecture_takes_the_source_models(tmp_path):
     tuned = with_init_architecture(TrainConfig(model="coursera", init_from=str(file)))
     assert (tuned.model, tuned.model_params) == ("fernet", TINY)
     assert tuned.init_from_config == {"model": "fernet", "model_params": TINY}
+
+
+def test_the_cli_refuses_an_out_of_range_value_in_one_line_before_writing(tmp_path, capsys):
+    from fercore.train.__main__ import main
+
+    assert main(["--data", "x", "--epochs", "0", "--run-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: epochs must be between 1 and 1000, got 0"]
+    assert not (tmp_path / "run").exists()
