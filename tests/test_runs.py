@@ -124,6 +124,18 @@ def test_launch_hands_the_lock_to_a_real_training(tmp_path, class_folder):
     os.close(runs.take_lock(root))
 
 
+def test_begin_run_writes_the_config_and_the_first_status(tmp_path):
+    """The one writer of a fresh run's config.json and first status.json (the launcher's or the CLI's)."""
+    from fercore.train.fit import begin_run
+
+    run = tmp_path / "runs" / "run-1"
+    recorded = begin_run(TrainConfig(data="x", epochs=3), run)
+    assert runs.read_config(run) == recorded.to_dict() and recorded.epochs == 3
+    status = runs.read_status(run)
+    assert status["state"] == "starting" and status["epochs"] == 3 and status["error"] is None
+    assert status["pid"] == os.getpid() and status["pid_start"] and runs.view(run).active
+
+
 def test_cli_loses_to_a_held_lock_with_one_line_and_exit_2(tmp_path, class_folder):
     root = tmp_path / "runs"
     with runs.training_lock(root, "run-holder"):
