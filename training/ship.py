@@ -10,7 +10,9 @@ asked for ``best`` (the best epoch on its validation split, which is
 PublicTest by default: shipping it would report a figure selected on the test set). Exports every
 format (checked against the source on real faces), evaluates on PublicTest with and without TTA,
 and writes models/metrics.json and models/confusion.png, the figures that models/MODEL_CARD.md
-quotes (tests/test_shipped_model.py checks that they match the shipped files).
+quotes (bench/shipped_figures.py re-measures them on all of PublicTest; after shipping, refresh the
+sample tests/test_shipped_model.py checks with ``python bench/shipped_figures.py --sample-out
+tests/fixtures/shipped_sample.json``).
 
 A tier (``--tier accurate``) goes to models/<tier>/: each member as a .tflite twin with float16
 weights (half the size; checked against its Keras source, max difference < 1e-2; ``--float32``
