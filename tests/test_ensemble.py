@@ -14,6 +14,7 @@ import pytest
 
 from fercore.models.ensemble import (
     MANIFEST,
+    TTA_VIEWS,
     EnsembleBackend,
     combine,
     load_tier,
@@ -102,7 +103,7 @@ def test_empty_and_bad_input():
 def test_tta_views():
     f = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)
     views = tta_views(f)
-    assert len(views) == 10 and all(v.shape == f.shape and v.dtype == np.float32 for v in views)
+    assert len(views) == 10 == TTA_VIEWS and all(v.shape == f.shape and v.dtype == np.float32 for v in views)
     # uint8 and float32 faces give the same views (nothing rounded): a model with TTA sees what a tier sees
     for a, b in zip(views, tta_views(f.astype(np.float32)), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -24,7 +24,7 @@ from fercore.evaluation.calibration import (
 from fercore.inference.classify import Backend
 from fercore.inference.preprocess import to_model_input
 from fercore.labels import EMOTIONS, NUM_CLASSES
-from fercore.models.ensemble import EnsembleBackend, load_tier, resolve_tier, view_batch, view_mean
+from fercore.models.ensemble import TTA_VIEWS, EnsembleBackend, load_tier, resolve_tier, view_batch, view_mean
 
 ECE_BINS = 15
 
@@ -61,7 +61,8 @@ def predict_proba(
     """
     backend = _backend(model)
     n = len(faces)
-    step = max(1, batch_size // 10) if tta else batch_size
+    views = TTA_VIEWS if tta or (isinstance(backend, EnsembleBackend) and backend.tta) else 1  # a tier's own too
+    step = max(1, batch_size // views)
     total = np.zeros((n, NUM_CLASSES), np.float64)
     for start in range(0, n, step):
         chunk = to_model_input(faces[start : start + step])[..., 0]

@@ -27,6 +27,7 @@ from fercore.labels import NUM_CLASSES
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 TIERS = ("fast", "accurate")
+TTA_VIEWS = 10  # what tta_views returns: five crops, each also mirrored
 
 
 def tta_views(faces: np.ndarray, crop: int = 44) -> list[np.ndarray]:
