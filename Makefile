@@ -1,5 +1,6 @@
-# Two commands: `make run` (the dashboard) and `make test` (lint, types and every test). Both create .venv when missing.
-.PHONY: run test bench setup
+# `make run` (the dashboard), `make test` (lint, types and every test) and `make test-fast` (lint, types,
+# unit tests and AppTests: no browser, no real training, no FER2013; a few minutes). All create .venv when missing.
+.PHONY: run test test-fast bench setup
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -12,7 +13,13 @@ test:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
-	.venv/bin/python -m pytest -q -ra
+	.venv/bin/python -m pytest -q -ra --durations=15
+
+test-fast: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+	.venv/bin/python -m pytest -q -ra -m "not slow and not browser and not data" --durations=10
 
 bench: setup
 	.venv/bin/python bench/load_data.py

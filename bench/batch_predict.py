@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
+from fercore.data.locations import shared_data_dir  # noqa: E402
+
+DATA = shared_data_dir()
 
 
 def main() -> int:
@@ -53,7 +55,8 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
     )
     print(
-        f"{'workers':>7}  {'images/s':>8}  {'seconds':>7}  {'CPU/wall':>8}  CPU ms/image  faces  whole-image  unreadable"
+        f"{'workers':>7}  {'images/s':>8}  {'seconds':>7}  {'CPU/wall':>8}  "
+        "CPU ms/image  faces  whole-image  unreadable"
     )
     base = None
     for workers in (int(w) for w in args.workers.split(",")):

@@ -14,12 +14,10 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 from bench.frames import PHOTOS  # noqa: E402
 
 

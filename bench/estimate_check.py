@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(
         f"{Path(args.config).name}: {n_train} training + {n_val} validation faces, {config.epochs} epochs, "
-        f"precision {config.precision} -> {precision}, ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)')}"
+        f"precision {config.precision} -> {precision}, "
+        f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)')}"
     )
     print(
         f"  form estimate {estimate:.0f} s; measured {wall:.0f} s wall ({cpu:.0f} s CPU, incl. export); "

@@ -36,8 +36,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
 from bench.frames import FRAME_H, FRAME_W, PHOTOS, make_frame  # noqa: E402
 
 ONE_FACE = ("astronaut.png", "grace_hopper.jpg", "messi5.jpg")

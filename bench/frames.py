@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from fercore.data.locations import shared_data_dir
+
+SHARED = shared_data_dir()
 PHOTOS = SHARED / "photos"
 FRAME_W, FRAME_H = 640, 480
 

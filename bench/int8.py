@@ -5,8 +5,8 @@
 
 Accuracy: every PublicTest face (3,589) through each model's ``EmotionClassifier``. Throughput:
 ``EmotionClassifier.predict_proba`` (preprocessing included, as the pipeline calls it) on batches of
-6 faces (the six-face frame) and of 1 face, faces/s (wall clock, and per CPU-second). The two models alternate in short rounds so
-a background load hits both alike; the median round is printed and the load average first.
+6 faces (the six-face frame) and of 1 face, faces/s (wall clock, and per CPU-second). The two models
+alternate in short rounds so a background load hits both alike; the median round is printed and the load average first.
 Make the int8 model with ``python -m training.export --model models/model.keras --out OUT --data … --int8``.
 """
 
@@ -22,9 +22,12 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data")) / "fer2013"
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
+from fercore.data.locations import shared_data_dir  # noqa: E402
+from fercore.paths import PROJECT_ROOT as ROOT  # noqa: E402
+
+DATA = shared_data_dir() / "fer2013"
 
 
 def faces_per_second(classifier, faces: np.ndarray, seconds: float) -> tuple[float, float]:

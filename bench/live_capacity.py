@@ -47,10 +47,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fercore.paths import PROJECT_ROOT as ROOT  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tests" / "browser"))  # browser_helpers: how the browser tests start things
 
 from browser_helpers import (  # noqa: E402
@@ -272,10 +273,11 @@ def report(steps: list[Step], cores: int) -> None:
     busiest = max((s for s in steps if s.server_ms_per_frame), key=lambda s: s.n, default=None)
     if busiest is not None:
         print(
-            f"Server CPU per processed frame at N = {busiest.n}: {busiest.server_ms_per_frame:.0f} ms (WebRTC decode and "
-            f"encode of every camera frame, the pipeline, the page's readout): {cores} idle cores would feed about "
-            f"{cores * 1000 / busiest.server_ms_per_frame / FPS_TARGET:.1f} streams at {FPS_TARGET:.0f} frames/s "
-            "if the server had them to itself and one Python process could use them all (an estimate, not a measurement)"
+            f"Server CPU per processed frame at N = {busiest.n}: {busiest.server_ms_per_frame:.0f} ms "
+            f"(WebRTC decode and encode of every camera frame, the pipeline, the page's readout): {cores} idle "
+            f"cores would feed about {cores * 1000 / busiest.server_ms_per_frame / FPS_TARGET:.1f} streams at "
+            f"{FPS_TARGET:.0f} frames/s if the server had them to itself and one Python process could use them "
+            "all (an estimate, not a measurement)"
         )
 
 

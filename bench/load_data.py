@@ -22,9 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013"
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
+from fercore.data.locations import shared_data_dir  # noqa: E402
+
+DEFAULT_DATA = shared_data_dir() / "fer2013"
 CACHED_LIMIT_S = 2.0
 
 

@@ -50,8 +50,10 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
+from fercore.paths import PROJECT_ROOT as ROOT  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tests" / "browser"))  # browser_helpers: how the browser tests start things
 
 from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, Server, free_port, server_env, write_mp4  # noqa: E402
@@ -467,7 +469,8 @@ def report(r: dict, timeline: bool = False) -> None:
         if w.error or w.wrong:
             print(f"   warm-up {w.page}: {w.error or w.wrong}")
     print(
-        f"   {'page':<9} {'tasks':>5}  {'open p50 / p95 s':>16}  {'result p50 / p95 s':>18}  errors (box/timeout + wrong)"
+        f"   {'page':<9} {'tasks':>5}  {'open p50 / p95 s':>16}  {'result p50 / p95 s':>18}  "
+        "errors (box/timeout + wrong)"
     )
     for page in ("photo", "evaluate", "video"):
         outs = [o for o in r["outcomes"] if o.page == page]
@@ -550,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.nice:
         os.nice(args.nice)  # inherited by the server and the browser started below
     print(
-        f"nice {os.nice(0)}; load average {os.getloadavg()[0]:.2f} / {os.cpu_count()} cores; mix per session {' '.join(args.mix)} …; "
+        f"nice {os.nice(0)}; load average {os.getloadavg()[0]:.2f} / {os.cpu_count()} cores; "
+        f"mix per session {' '.join(args.mix)} …; "
         f"{args.rounds} round(s); evaluate on {args.eval_limit} test faces; "
         f"{'same' if args.same_bytes else 'unique'} photo bytes per upload"
     )

@@ -27,9 +27,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make the checkout importable (bench.*, fercore)
-    sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
 from bench.frames import FRAME_H, FRAME_W, PHOTOS, make_frame  # noqa: E402
 
 
@@ -104,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"fer {result['version']} on {path.name} (640×480): detect+classify p50 {result['p50_ms']:.1f} ms, "
-        f"p95 {result['p95_ms']:.1f} ms, cpu {result['cpu_ms']:.1f} ms, {result['faces']} faces found, {result['repeat']} runs"
+        f"p95 {result['p95_ms']:.1f} ms, cpu {result['cpu_ms']:.1f} ms, "
+        f"{result['faces']} faces found, {result['repeat']} runs"
     )
     return 0
 

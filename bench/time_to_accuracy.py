@@ -20,15 +20,15 @@ import argparse
 import csv
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 START_WALL, START_CPU = time.perf_counter(), time.process_time()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
+from fercore.paths import PROJECT_ROOT as ROOT  # noqa: E402
 
 COLUMNS = ["epoch", "wall_s", "cpu_s", "images_per_s", "val_top1", "val_top1_flip", "load_avg", "precision"]
 TABLE = "time_to_accuracy.csv"

@@ -35,9 +35,12 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013"
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
+
+from fercore.data.locations import shared_data_dir  # noqa: E402
+from fercore.paths import PROJECT_ROOT as ROOT  # noqa: E402
+
+DEFAULT_DATA = shared_data_dir() / "fer2013"
 DEFAULT_CONFIG = ROOT / "training" / "configs" / "default.json"
 SEED_BATCH, SEED_LR = 64, 5e-4
 

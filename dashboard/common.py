@@ -15,12 +15,13 @@ from typing import Any
 import streamlit as st
 
 from fercore.data import locations
+from fercore.data.folders import IMAGE_EXTENSIONS
 from fercore.inference.detectors import DEFAULT_DETECTOR, DETECTORS
 from fercore.labels import COLORS_HEX, EMOTIONS
 from fercore.models import catalog
 from fercore.types import FerError
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff"]
+IMAGE_TYPES = sorted(ext[1:] for ext in IMAGE_EXTENSIONS)  # what st.file_uploader takes: no dot
 VIDEO_TYPES = ["mp4", "avi", "mov", "mkv", "webm", "m4v"]
 DATA_TYPES = ["csv", "gz", "zip"]
 # Errors that mean "the user's input is bad": shown with st.error, the app keeps working.

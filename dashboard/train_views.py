@@ -13,7 +13,8 @@ import streamlit as st
 
 from fercore import runs
 from fercore.data import locations
-from fercore.train import MODELS, TrainConfig, preview, steps_per_epoch
+from fercore.models.architectures import list_models
+from fercore.train import TrainConfig, preview, steps_per_epoch
 from fercore.train.config import architecture
 from fercore.train.precision import resolve_precision
 
@@ -168,7 +169,7 @@ def finetune_button(run: runs.RunView, starts: dict[str, str], where: Any, key: 
 
 def _prefill(label: str, config: dict[str, Any]) -> None:
     st.session_state["train_init"] = label
-    if config.get("model") in MODELS:
+    if config.get("model") in list_models():
         st.session_state["train_model"] = config["model"]
     if isinstance(config.get("model_params"), dict):
         st.session_state["train_params"] = json.dumps(config["model_params"])

@@ -30,14 +30,14 @@ def readout(live: LiveSession, active: bool) -> None:
     else:
         m4.metric("Recording", f"{rec.elapsed:.0f} / {rec.max_seconds:.0f} s")
     st.markdown(f"frames processed: {live.frames}")
-    if live.calibration.last_capture is not None:
-        st.caption(live.calibration.last_capture.message())
-    if live.calibration.baselines:
+    if live.personal.last_capture is not None:
+        st.caption(live.personal.last_capture.message())
+    if live.personal.baselines:
         st.caption(
             "Baselines: "
             + "; ".join(
                 f"face {i}: " + ", ".join(f"{e} {v:.0%}" for e, v in zip(EMOTIONS, b, strict=True) if v >= 0.05)
-                for i, b in live.calibration.baselines.items()
+                for i, b in live.personal.baselines.items()
             )
         )
     if stats["faces"]:

@@ -245,12 +245,14 @@ def _describe(image: str, preds) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fercore.inference.batch import IMAGE_SUFFIXES, find_images
+    """The ``predict`` command: faces and emotions of each image in ``args`` (JSON or a table); 0 or 2."""
+    from fercore.data.folders import IMAGE_EXTENSIONS
+    from fercore.inference.batch import find_images
     from fercore.inference.image import load_image
 
     files = find_images(args.images)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {' '.join(args.images)}")
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {' '.join(args.images)}")
     with contextlib.ExitStack() as stack:
         predict = _image_predictor(args, stack)
         if args.csv:
@@ -317,6 +319,7 @@ def _predict_to_csv(args: argparse.Namespace, files: list[str], predict: Callabl
 
 
 def cmd_video(args: argparse.Namespace) -> int:
+    """The ``video`` command: one video (``--out``/``--csv``) or a collection (``--out-dir``); 0, 1 or 2."""
     if args.out_dir:
         return _video_collection(args)
     if len(args.inputs) != 1:
@@ -396,6 +399,7 @@ def _error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m fercore``: parse ``argv`` (default: the command line) and run a command; the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -20,6 +21,7 @@ SHARED_DATA = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "d
 FER_DIR = SHARED_DATA / "fer2013"
 PHOTOS = SHARED_DATA / "photos"
 SHIPPED_MODEL_DIR = ROOT / "models"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # small stored files the tests read
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,6 +35,19 @@ requires_photos = _need(PHOTOS, "sample photos")
 requires_model = pytest.mark.skipif(
     not (SHIPPED_MODEL_DIR / "model.tflite").exists(), reason="no shipped model in models/"
 )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Lanes by what a test needs, so ``make test-fast`` can leave out the heavy ones without a list to
+    keep up: ``browser`` for everything under tests/browser/, ``data`` for tests that read FER2013 (the
+    ``fer_dir`` fixture or the ``requires_fer`` skip; the four sample photos are small enough for the fast
+    lane unless a test says otherwise). ``slow`` is marked by hand (training, full runs)."""
+    for item in items:
+        if "browser" in item.path.parts:
+            item.add_marker(pytest.mark.browser)
+        skips = " ".join(str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif"))
+        if "fer_dir" in getattr(item, "fixturenames", ()) or "FER2013" in skips:
+            item.add_marker(pytest.mark.data)
 
 
 @pytest.fixture(autouse=True)
@@ -99,8 +114,6 @@ def fer_folder(tmp_path) -> Path:
 @pytest.fixture
 def no_export(monkeypatch):
     """Training tests that look at training, not at the (slow) final export."""
-    import importlib
-
     fit_module = importlib.import_module("fercore.train.fit")  # the package's ``fit`` is the function
     monkeypatch.setattr(fit_module, "export_final", lambda run_dir: None)
 
@@ -123,12 +136,51 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out / "export"
 
 
+@pytest.fixture(scope="session")
+def trained_tiny_run(tmp_path_factory) -> Path:
+    """One tiny fernet trained for 3 epochs (every augmentation, dropout and mixup on, 4 steps an epoch)
+    on generated faces, without the final export: the uninterrupted run that resume tests compare with,
+    trained once per session. Its config.json rebuilds the config (``TrainConfig.from_dict``)."""
+    from fercore.train.config import TrainConfig
+    from fercore.train.fit import fit
+
+    root = tmp_path_factory.mktemp("trained")
+    data = write_fer_folder(root, (140, 35), continue_rows=False)
+    base = {"data": str(data), "model_params": TINY, "epochs": 3, "batch_size": 32, "lr": 0.02}
+    config = TrainConfig.from_dict({**base, "warmup_epochs": 1, "log_every": 1, "augment": {"mixup": 0.2}})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(importlib.import_module("fercore.train.fit"), "export_final", lambda run_dir: None)
+        assert fit(config, root / "run", verbose=0)["state"] == "finished"
+    return root / "run"
+
+
+def model_weights(file: Path) -> list[np.ndarray]:
+    """The weights of a saved Keras model, as arrays (to compare two runs' checkpoints)."""
+    from fercore.models.architectures import load_keras_model
+
+    return [np.asarray(w) for w in load_keras_model(file).get_weights()]
+
+
+def stop_at(run_dir: Path, step: int):
+    """A Keras callback that requests a stop of ``run_dir`` when the global step ``step`` ends (in a fresh run)."""
+    import itertools
+
+    import keras
+
+    from fercore import runs
+
+    count = itertools.count(1)
+    return keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: next(count) == step and runs.request_stop(run_dir)
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Inference fixtures: a fake model backend, detectors that return fixed boxes, the sample photos.
 
 FIXED_PROBS = np.array([0.05, 0.05, 0.1, 0.5, 0.1, 0.1, 0.1], np.float32)  # "happy" at 0.5
 
-# Face centres (x, y) in the sample photos, measured by eye on the originals (see photo_faces.py).
+# Face centres (x, y) in the sample photos, measured by eye on the originals.
 ASTRONAUT_FACE = (222, 115)
 GRACE_FACE = (262, 215)  # grace_hopper.jpg is 512 wide × 600 high
 MESSI_FACE = (241, 111)

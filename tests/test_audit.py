@@ -292,8 +292,8 @@ def test_cli_json(generated_folder, tmp_path, capsys):
     assert {"file", "row", "label", "suggested", "reason", "confidence"} <= set(out["suspects"][0])
     assert sum(out["by_pair"].values()) == 6
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 7
-    assert main([*argv, "--rules", "model", "--limit", "70"]) == 0  # every other face: 70 judged
-    assert json.loads(capsys.readouterr().out)["n"] == 70
+    assert main([*argv, "--rules", "model", "--limit", "70"]) == 0  # a stratified half: about 70 judged
+    assert abs(json.loads(capsys.readouterr().out)["n"] - 70) <= 3  # each of 7 classes rounded by at most ½
     assert main(["--data", str(generated_folder), "--rules", "ferplus", "--top", "3"]) == 0  # for people
     text = capsys.readouterr().out
     assert text.startswith("5 suspects among 140 faces") and "no clear FER+ majority" in text

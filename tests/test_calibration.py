@@ -14,10 +14,10 @@ from fercore.evaluation.calibration import (
     ece,
     fit_temperature,
     load_calibration,
-    load_temperature,
     nll,
     reliability,
     save_temperature,
+    saved_temperature,
 )
 
 
@@ -110,7 +110,7 @@ def test_bad_input_is_a_clear_error(probs, labels, message):
 def test_side_file_round_trip(tmp_path):
     model = tmp_path / "model.tflite"
     model.write_bytes(b"")
-    assert load_temperature(model) == 1.0  # no file: no change
+    assert saved_temperature(model) == 1.0  # no file: no change
     file = save_temperature(model, 1.37, fitted_on="train sample", ece_before=0.06, ece_after=0.02)
     assert file == tmp_path / CALIBRATION_FILE == calibration_file(model) == calibration_file(tmp_path)
     assert json.loads(file.read_text()) == {
@@ -124,10 +124,34 @@ def test_side_file_round_trip(tmp_path):
         and load_calibration(tmp_path / "other" / "m.tflite") == {}
     )
     # every format in the folder shares it; a tier folder is looked into
-    assert load_temperature(tmp_path / "model.keras") == 1.37 == load_temperature(tmp_path)
+    assert saved_temperature(tmp_path / "model.keras") == 1.37 == saved_temperature(tmp_path)
     file.write_text('{"temperature": -1}')
     with pytest.raises(ValueError, match="positive"):
-        load_temperature(model)
+        saved_temperature(model)
     file.write_text("not json")
     with pytest.raises(ValueError, match="unreadable calibration file"):
-        load_temperature(model)
+        saved_temperature(model)
+
+
+def test_a_temperature_applies_only_to_outputs_of_the_kind_it_was_fitted_on(tmp_path):
+    model = tmp_path / "model.tflite"
+    save_temperature(model, 1.5)  # no "tta" entry: fitted without TTA
+    assert saved_temperature(model) == 1.5 and saved_temperature(model, tta=True) == 1.0
+    save_temperature(model, 1.2, tta=True)
+    assert saved_temperature(model, tta=True) == 1.2 and saved_temperature(model, tta=False) == 1.0
+
+
+def test_the_serving_path_uses_the_same_rule(tmp_path, monkeypatch):
+    from fercore.models import ensemble
+
+    class Member:
+        def predict(self, x):
+            return np.full((len(x), 7), 1 / 7, np.float32)
+
+    (tmp_path / "m.tflite").write_bytes(b"")
+    ensemble.write_manifest(tmp_path, [{"file": "m.tflite"}], tta=True, name="t")
+    monkeypatch.setattr(ensemble, "load_backend", lambda path: Member())
+    save_temperature(tmp_path, 1.3, tta=False)  # fitted on plain outputs: not for this TTA tier
+    assert ensemble.load_classifier(tmp_path).temperature == 1.0
+    save_temperature(tmp_path, 1.3, tta=True)
+    assert ensemble.load_classifier(tmp_path).temperature == 1.3

@@ -1,5 +1,5 @@
 """``python -m fercore predict|video``: output contract, one-line errors, exit codes; the LiteRT path
-imports no tensorflow. A tiny untrained model (converted once per module) stands in for the shipped one."""
+imports no tensorflow. A tiny untrained model (the session's, from conftest) stands in for the shipped one."""
 
 from __future__ import annotations
 
@@ -20,19 +20,11 @@ from fercore.inference.detectors.tracking import TrackingDetector
 from fercore.inference.image import load_image
 from fercore.labels import EMOTIONS
 
-TINY_MODEL_CODE = """
-import sys, tensorflow as tf
-from fercore.models.architectures import build_model
-model = build_model("fernet", widths=(8, 8, 8, 8), depths=(1, 1, 1, 1), stem_width=8)
-open(sys.argv[1], "wb").write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-"""
-
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny.tflite"
-    subprocess.run([sys.executable, "-c", TINY_MODEL_CODE, str(path)], check=True, timeout=300, capture_output=True)
-    return path
+def tiny_model(tiny_model_dir) -> Path:
+    """The session's tiny untrained model (tests/conftest.py), as LiteRT."""
+    return tiny_model_dir / "model.tflite"
 
 
 def run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:

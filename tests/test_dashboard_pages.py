@@ -348,10 +348,11 @@ def test_train_page_form_and_bad_path(tmp_path, monkeypatch):
 
 
 def test_train_page_form_is_generated_from_the_config():
-    from fercore.train import MODELS, OPTIMIZERS, SCHEDULES, TrainConfig
+    from fercore.models.architectures import list_models
+    from fercore.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
     at = open_page("train")
-    assert at.selectbox(key="train_model").options == list(MODELS)
+    assert at.selectbox(key="train_model").options == list(list_models())
     assert at.selectbox(key="train_optimizer").options == list(OPTIMIZERS)
     assert at.selectbox(key="train_schedule").options == list(SCHEDULES)
     defaults = TrainConfig()
@@ -381,8 +382,8 @@ def test_train_page_one_at_a_time_and_crashed_run(tmp_path, class_folder, monkey
     _fake_run(runs_dir, "run-crashed", {"state": "failed", "error": "DataError: bad pixels in row 7",
                                         "started": time.time() - 60, "finished": time.time()},
               log="loading data\nTraceback (most recent call last):\nDataError: bad pixels in row 7\n")  # fmt: skip
-    _fake_run(runs_dir, "run-busy", {"state": "running", "pid": os.getpid(), "started": time.time(),
-                                     "epoch": 1, "epochs": 3, "step": 10, "steps_per_epoch": 100, "eta": 90})  # fmt: skip
+    busy = {"state": "running", "pid": os.getpid(), "started": time.time()}
+    _fake_run(runs_dir, "run-busy", {**busy, "epoch": 1, "epochs": 3, "step": 10, "steps_per_epoch": 100, "eta": 90})
     at = open_page("train")
     assert any("A training is running (run-busy)" in i.value for i in at.info)
     assert at.get("progress"), "progress bar of the running run"
@@ -445,7 +446,9 @@ def test_train_page_resume_and_restart(tmp_path, monkeypatch):
         new = _fake_run(root, f"run-new{len(calls)}", {"state": "starting", "pid": os.getpid(), "started": time.time()})
         return resume or new
 
-    monkeypatch.setattr(runs, "launch_training", fake_launch)
+    from fercore.runs import launch as launcher
+
+    monkeypatch.setattr(launcher, "launch_training", fake_launch)
     at = open_page("train")
     at.selectbox(key="train_pick").set_value("run-early").run()
     assert at.button(key="resume_hist_run-early").disabled, "nothing to resume from"
@@ -453,11 +456,11 @@ def test_train_page_resume_and_restart(tmp_path, monkeypatch):
     assert not at.button(key="resume_hist_run-stopped").disabled
     at.button(key="resume_hist_run-stopped").click().run()
     assert_ok(at)
-    assert calls == [({}, stopped)]
+    assert calls == [(None, stopped)]
     at.selectbox(key="train_pick").set_value("run-early").run()
     at.button(key="restart_hist_run-early").click().run()
     assert_ok(at)
-    assert calls[1] == (TrainConfig.from_dict({"model": "coursera", "epochs": 3, "data": "x"}).to_dict(), None)
+    assert calls[1] == (TrainConfig.from_dict({"model": "coursera", "epochs": 3, "data": "x"}), None)
 
 
 @pytest.mark.data
@@ -568,7 +571,8 @@ def runs_fmt(seconds: float) -> str:
 
 
 EPOCHS = "time,kind,epoch,step,loss,accuracy,val_loss,val_accuracy,lr\n" + "".join(
-    f"{e}.0,batch,{e},{e * 10 - 5},2.0,0.3,,,0.01\n{e}.5,epoch,{e},{e * 10},1.5,0.4,{1.6 - e / 10},{0.3 + e / 20},0.01\n"
+    f"{e}.0,batch,{e},{e * 10 - 5},2.0,0.3,,,0.01\n"
+    f"{e}.5,epoch,{e},{e * 10},1.5,0.4,{1.6 - e / 10},{0.3 + e / 20},0.01\n"
     for e in (1, 2, 3)
 )
 
@@ -594,8 +598,8 @@ def test_train_page_overlays_the_curves_of_selected_runs(tmp_path):
 def test_train_page_fine_tune_prefills_start_from(tmp_path):
     from fercore import runs
 
-    run = _fake_run(tmp_path / "runs", "run-done", {"state": "finished", "started": 1.0},
-                    config={"model": "coursera", "model_params": {"dropout": 0.3}, "epochs": 3, "data": "x"})  # fmt: skip
+    config = {"model": "coursera", "model_params": {"dropout": 0.3}, "epochs": 3, "data": "x"}
+    run = _fake_run(tmp_path / "runs", "run-done", {"state": "finished", "started": 1.0}, config=config)
     _fake_run(tmp_path / "runs", "run-empty", {"state": "failed", "started": 1.0})  # no model yet
     (run / runs.LAST).parent.mkdir()
     (run / runs.LAST).write_bytes(b"checkpoint")
@@ -914,8 +918,8 @@ def test_webcam_page_and_bad_ice_config():
 @requires_default_model
 def test_webcam_calibration_toggle_changes_the_shown_scores(photos_dir):
     """Calibrating on the (happy) astronaut makes the page show it neutral; the toggle brings raw scores back."""
-    from fercore.inference.baseline import fit_baseline
     from fercore.inference.image import load_image
+    from fercore.inference.personal import fit_baseline
     from fercore.labels import EMOTIONS
 
     at = open_page("webcam")
@@ -924,7 +928,7 @@ def test_webcam_calibration_toggle_changes_the_shown_scores(photos_dir):
     for _ in range(4):
         live.process(rgb)
     raw = live.drain()[-1][2][0]["scores"]
-    live.calibration.baselines = {1: fit_baseline(np.array([[raw[e] for e in EMOTIONS]]))}
+    live.personal.baselines = {1: fit_baseline(np.array([[raw[e] for e in EMOTIONS]]))}
     live.process(rgb)
     at.run()
     assert "face 1: **neutral**" in texts(at) and "Baselines: face 1" in texts(at)

@@ -1,4 +1,5 @@
-"""fercore.inference.detectors.tracking: Haar for live streams — follow known faces, scan the whole frame now and then."""
+"""fercore.inference.detectors.tracking: Haar for live streams — follow known faces, scan the whole
+frame now and then."""
 
 from __future__ import annotations
 

@@ -14,7 +14,9 @@ import pytest
 
 from fercore.models.ensemble import (
     MANIFEST,
+    TTA_VIEWS,
     EnsembleBackend,
+    combine,
     load_tier,
     read_manifest,
     resolve_tier,
@@ -72,6 +74,23 @@ def test_tta_sends_all_ten_views_in_one_batch_and_averages_them():
     np.testing.assert_allclose(tta[:, 0], expected, atol=1e-6)
 
 
+def test_a_single_model_with_tta_in_evaluation_is_a_one_member_tta_tier():
+    """evaluate's TTA average and the tier's are the same code: same numbers for the same faces."""
+    from fercore.evaluation.evaluate import predict_proba
+
+    x = np.random.default_rng(3).integers(0, 256, (5, 48, 48)).astype(np.uint8)
+    tier = EnsembleBackend([BrightnessBackend()], tta=True).predict(x[..., None].astype(np.float32))
+    np.testing.assert_allclose(predict_proba(BrightnessBackend(), x, tta=True, batch_size=20), tier, atol=1e-7)
+
+
+def test_combine_is_the_mean_of_the_members():
+    a, b = np.array([[0.2, 0.8]]), np.array([[0.6, 0.4]])
+    np.testing.assert_allclose(combine([a, b]), [[0.4, 0.6]])
+    assert combine([a]).dtype == np.float32
+    with pytest.raises(ValueError, match="at least one"):
+        combine([])
+
+
 def test_empty_and_bad_input():
     ens = EnsembleBackend([ConstBackend(np.full(7, 1 / 7))], tta=True)
     assert ens.predict(np.zeros((0, 48, 48, 1), np.float32)).shape == (0, 7)
@@ -84,7 +103,7 @@ def test_empty_and_bad_input():
 def test_tta_views():
     f = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)
     views = tta_views(f)
-    assert len(views) == 10 and all(v.shape == f.shape and v.dtype == np.float32 for v in views)
+    assert len(views) == 10 == TTA_VIEWS and all(v.shape == f.shape and v.dtype == np.float32 for v in views)
     # uint8 and float32 faces give the same views (nothing rounded): a model with TTA sees what a tier sees
     for a, b in zip(views, tta_views(f.astype(np.float32)), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -1,5 +1,5 @@
-"""fercore.evaluation.evaluate and python -m training.evaluate: JSON contract (accuracy = manual count), ECE, FER+ labels,
-temperature fitting, tiers."""
+"""fercore.evaluation.evaluate and python -m training.evaluate: JSON contract (accuracy = manual count),
+ECE, FER+ labels, temperature fitting, tiers."""
 
 from __future__ import annotations
 
@@ -241,7 +241,7 @@ def test_stratified_folds_partition_each_class(class_folder):
 def test_fit_temperature_cli_writes_the_side_file(class_folder, tiny_model_dir, tmp_path):
     import shutil
 
-    from fercore.evaluation.calibration import load_temperature
+    from fercore.evaluation.calibration import saved_temperature
 
     model = tmp_path / "m" / "model.tflite"
     model.parent.mkdir()
@@ -262,7 +262,7 @@ def test_fit_temperature_cli_writes_the_side_file(class_folder, tiny_model_dir, 
     assert res.returncode == 0, res.stderr
     fitted = json.loads(res.stdout)["fitted"]
     side = json.loads((model.parent / "calibration.json").read_text())
-    assert side["temperature"] == fitted["temperature"] == load_temperature(model) > 0
+    assert side["temperature"] == fitted["temperature"] == saved_temperature(model) > 0
     assert side["fitted_on"] == "fer split train fold 1/2, fer2013 labels, seed 0" and side["n"] == 70
     assert side["nll_after"] <= side["nll_before"] + 1e-9  # NLL is what the fit minimises
     assert str(tmp_path) not in (model.parent / "calibration.json").read_text()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import moving_face_frames, write_video
 
-from fercore.inference.highlights import crop_face, pick_moments, read_frames, video_highlights
+from fercore.inference.highlights import pick_moments, read_frames, thumbnail, video_highlights
 from fercore.inference.video import TABLE_COLUMNS
 from fercore.labels import EMOTIONS
 from fercore.types import Box, VideoError
@@ -74,10 +74,10 @@ def test_read_frames_and_highlights_come_from_the_right_frames(tmp_path):
 def test_crop_face_pads_squares_and_clips():
     rgb = np.zeros((100, 200, 3), np.uint8)
     rgb[40:60, 90:110] = 255
-    crop = crop_face(rgb, Box(90, 40, 20, 20), pad=0.5, size=40)
+    crop = thumbnail(rgb, Box(90, 40, 20, 20), pad=0.5, size=40)
     assert crop.shape == (40, 40, 3) and crop[20, 20].tolist() == [255, 255, 255] and crop[2, 2].tolist() == [0, 0, 0]
-    assert crop_face(rgb, Box(190, 90, 30, 30)).shape == (128, 128, 3)  # over the edge: clipped, then resized
-    assert not crop_face(rgb, Box(500, 500, 10, 10)).any()  # outside: a black tile
+    assert thumbnail(rgb, Box(190, 90, 30, 30)).shape == (128, 128, 3)  # over the edge: clipped, then resized
+    assert not thumbnail(rgb, Box(500, 500, 10, 10)).any()  # outside: a black tile
 
 
 @pytest.mark.data
@@ -95,6 +95,6 @@ def test_highlights_of_a_processed_video_match_its_input_frames(tmp_path, photos
     moments = video_highlights(result.table, src, min_probability=0.0)
     assert moments and {m.frame % 2 for m in moments} == {0}
     for m in moments:
-        expected = crop_face(frames[m.frame], m.box)
+        expected = thumbnail(frames[m.frame], m.box)
         assert np.abs(m.image.astype(int) - expected.astype(int)).mean() < 12, (m.frame, m.emotion)
     assert Path(result.out_path).exists()

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from fercore import runs
+from fercore.runs.launch import launch_training
+from fercore.train.config import TrainConfig
 from tests.conftest import ROOT, TINY
 
 # ----------------------------------------------------------------------------------------------
@@ -47,7 +49,7 @@ def _wait_free(root: Path, timeout: float = 10) -> None:
 def _launch(root: Path, python: str, barrier: threading.Barrier, outcome: list[str]) -> None:
     barrier.wait()
     try:
-        runs.launch_training({"data": "x"}, root, python=python)
+        launch_training(TrainConfig(data="x"), root, python=python)
         outcome.append("started")
     except runs.TrainingBusyError as exc:
         assert "already running" in str(exc)
@@ -71,15 +73,18 @@ def test_two_launches_in_threads_exactly_one_starts_20_of_20(tmp_path, fake_pyth
 LAUNCHER = """
 import sys, time
 from fercore import runs
+from fercore.runs.launch import launch_training
+from fercore.train.config import TrainConfig
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
 try:
-    runs.launch_training({"data": "x"}, sys.argv[2], python=sys.argv[3])
+    launch_training(TrainConfig(data="x"), sys.argv[2], python=sys.argv[3])
     print("started")
 except runs.TrainingBusyError as exc:
     print("busy", exc)
 """
 
 
+@pytest.mark.slow
 def test_two_launches_in_processes_exactly_one_starts_20_of_20(tmp_path, fake_python):
     root = tmp_path / "runs"
     for trial in range(20):
@@ -92,27 +97,43 @@ def test_two_launches_in_processes_exactly_one_starts_20_of_20(tmp_path, fake_py
     assert len(runs.list_runs(root)) == 20
 
 
+@pytest.mark.slow
 def test_launch_hands_the_lock_to_a_real_training(tmp_path, class_folder):
     """The launcher's lock passes to the training process (inherited fd): while it trains no other
     launch starts; when it ends the lock is free and the run says why it ended."""
     root = tmp_path / "runs"
     config = {"data": str(class_folder), "model_params": TINY, "epochs": 1, "batch_size": 32, "log_every": 1}
-    run = runs.launch_training(config, root)
+    config = TrainConfig.from_dict(config)
+    run = launch_training(config, root)
+    assert runs.read_status(run)["state"] == "starting"  # at once: the launcher began the run
+    assert runs.view(run).config == config.to_dict() and not (run / "requested_config.json").exists()
     with pytest.raises(runs.TrainingBusyError, match=run.name):
-        runs.launch_training(config, root)
+        launch_training(config, root)
     deadline = time.time() + 600
     while runs.view(run).active and time.time() < deadline:
         time.sleep(0.5)
     status = runs.read_status(run)
     assert status["state"] == "finished", runs.log_tail(run)
     assert runs.lock_holder(root) == {}
-    runs.write_config(root / "run-nothing", config)
-    missing = runs.launch_training({}, root, resume=root / "run-nothing")  # no checkpoint to resume from
+    runs.write_config(root / "run-nothing", config.to_dict())
+    missing = launch_training(None, root, resume=root / "run-nothing")  # no checkpoint to resume from
     deadline = time.time() + 120
     while runs.view(missing).active and time.time() < deadline:
         time.sleep(0.2)
     assert runs.view(missing).state == "failed" and "nothing to resume" in runs.view(missing).reason
     os.close(runs.take_lock(root))
+
+
+def test_begin_run_writes_the_config_and_the_first_status(tmp_path):
+    """The one writer of a fresh run's config.json and first status.json (the launcher's or the CLI's)."""
+    from fercore.train.fit import begin_run
+
+    run = tmp_path / "runs" / "run-1"
+    recorded = begin_run(TrainConfig(data="x", epochs=3), run)
+    assert runs.read_config(run) == recorded.to_dict() and recorded.epochs == 3
+    status = runs.read_status(run)
+    assert status["state"] == "starting" and status["epochs"] == 3 and status["error"] is None
+    assert status["pid"] == os.getpid() and status["pid_start"] and runs.view(run).active
 
 
 def test_cli_loses_to_a_held_lock_with_one_line_and_exit_2(tmp_path, class_folder):
@@ -157,6 +178,17 @@ def test_a_live_run_of_code_without_the_lock_still_counts(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # Owners: pid + start time
+
+
+def test_elsewhere_than_linux_the_lock_and_owner_are_one_clear_error(tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("fercore.runs.owner"), "SUPPORTED", False)
+    with pytest.raises(runs.UnsupportedPlatformError, match="lock needs Linux/POSIX"):
+        runs.take_lock(tmp_path)
+    with pytest.raises(runs.UnsupportedPlatformError, match="needs Linux/POSIX"):
+        runs.owner()
+    assert not (tmp_path / runs.LOCK).exists()
 
 
 def test_owner_is_pid_plus_start_time(tmp_path):
@@ -244,7 +276,7 @@ KILLER = """
 import os, signal, sys
 import fercore.models.architectures
 from fercore.train import callbacks
-from training.train import main
+from fercore.train.__main__ import main
 
 mode, at = sys.argv[1], int(sys.argv[2])
 if mode == "step":  # die right after global step `at` was logged
@@ -295,6 +327,7 @@ def _resume(run: Path) -> dict:
     return fit(TrainConfig.from_dict(runs.read_config(run)), run, resume=True, verbose=0)
 
 
+@pytest.mark.slow
 def test_sigkill_before_the_first_checkpoint(tmp_path, class_folder):
     run = _killed_run(tmp_path, class_folder, "step", 2)
     assert not (run / runs.LAST).exists()
@@ -304,6 +337,7 @@ def test_sigkill_before_the_first_checkpoint(tmp_path, class_folder):
     assert runs.view(run).state == "failed"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_finishes_without_duplicate_rows(tmp_path, class_folder, no_export):
     run = _killed_run(tmp_path, class_folder, "step", 6)  # 4 steps per epoch: after the epoch-1 checkpoint
     assert runs.read_status(run)["checkpoint_step"] == 4
@@ -314,6 +348,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_without_duplicate_rows(tmp_path,
     assert m[m.kind == "epoch"]["step"].tolist() == [4, 8, 12]
 
 
+@pytest.mark.slow
 def test_sigkill_while_saving_keeps_the_previous_checkpoint(tmp_path, class_folder, no_export):
     run = _killed_run(tmp_path, class_folder, "save", 2)  # the epoch-2 save of last.keras
     from fercore.models.architectures import read_model_config

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from fercore.models.architectures import ARCHITECTURES
+from fercore.models.architectures import list_models
 from fercore.train import EXPORT_CHECKPOINTS, OPTIMIZERS, SCHEDULES, STRATEGIES, Augment, TrainConfig
 from fercore.train.config import architecture, form_config, options
 from tests.conftest import TINY
@@ -34,14 +34,14 @@ def test_export_defaults_to_the_last_epoch():
 
 def test_choices_are_declared_once():
     opts = options()
-    assert opts["model"].choices == tuple(ARCHITECTURES)
+    assert opts["model"].choices == list_models() == ("coursera", "fernet")
     assert opts["optimizer"].choices == OPTIMIZERS and opts["schedule"].choices == SCHEDULES
     assert opts["strategy"].choices == STRATEGIES and opts["export_checkpoint"].choices == EXPORT_CHECKPOINTS
     assert "augment" not in opts and "model_params" not in opts  # not scalar: config file only
 
 
 def test_cli_flags_are_generated_from_the_config():
-    from training.train import parse_args, resolve_config
+    from fercore.train.__main__ import parse_args, resolve_config
 
     scalar = options()
     args = parse_args(["--optimizer", "adam", "--export-checkpoint", "best", "--no-class-weights", "--epochs", "4"])
@@ -57,12 +57,33 @@ def test_cli_flags_are_generated_from_the_config():
 
 def test_form_config_switches_augmentations_and_sets_a_log_interval():
     cfg = form_config({"data": "x", "epochs": 2, "batch_size": 64, "subset": 3000}, {"flip": True, "mixup": True})
-    assert cfg["augment"]["flip"] is True and cfg["augment"]["mixup"] == 0.2 and cfg["augment"]["rotation"] == 0.0
-    assert cfg["log_every"] == 4 and cfg["epochs"] == 2
+    assert cfg.augment.flip is True and cfg.augment.mixup == 0.2 and cfg.augment.rotation == 0.0
+    assert cfg.log_every == 4 and cfg.epochs == 2
     on = Augment.from_switches({f.name: True for f in dataclasses.fields(Augment)})
     assert on.rotation == Augment().rotation and on.mixup == 0.2
     with pytest.raises(ValueError):
         form_config({"optimizer": "nope"}, {})
+    with pytest.raises(ValueError, match="^epochs must be between 1 and 1000, got 0$"):
+        form_config({"epochs": 0}, {})
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epochs", 1001, "epochs must be between 1 and 1000, got 1001"),
+        ("lr", 0.0, "lr must be between 1e-06 and 1, got 0.0"),
+        ("label_smoothing", 0.6, "label_smoothing must be between 0 and 0.5, got 0.6"),
+        ("teacher_weight", -0.1, "teacher_weight must be between 0 and 1, got -0.1"),
+        ("batch_size", "big", "batch_size must be a number, got 'big'"),
+    ],
+)
+def test_declared_bounds_are_enforced_at_construction(field, value, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig.from_dict({field: value})
+    assert str(err.value) == message
+    for opt in options().values():  # every declared bound admits the default
+        assert opt.minimum is None or opt.minimum <= opt.default
+        assert opt.maximum is None or opt.default <= opt.maximum
 
 
 def test_architecture_of_a_fine_tune_is_the_stored_one(tmp_path):
@@ -86,3 +107,11 @@ def test_with_init_architecture_takes_the_source_models(tmp_path):
     tuned = with_init_architecture(TrainConfig(model="coursera", init_from=str(file)))
     assert (tuned.model, tuned.model_params) == ("fernet", TINY)
     assert tuned.init_from_config == {"model": "fernet", "model_params": TINY}
+
+
+def test_the_cli_refuses_an_out_of_range_value_in_one_line_before_writing(tmp_path, capsys):
+    from fercore.train.__main__ import main
+
+    assert main(["--data", "x", "--epochs", "0", "--run-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: epochs must be between 1 and 1000, got 0"]
+    assert not (tmp_path / "run").exists()

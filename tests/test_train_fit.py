@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import itertools
 import json
 import os
 import signal
@@ -20,9 +19,17 @@ import pytest
 
 from fercore import runs
 from fercore.train import TrainConfig, fit
-from tests.conftest import ROOT, TINY
+from tests.conftest import FIXTURES, ROOT, TINY, model_weights, stop_at
 
-PRE_SPLIT_COMMIT = "4ea4fb0"  # the last commit with the single-file fercore/train.py
+pytestmark = pytest.mark.slow  # every test here trains a model for real
+
+
+def runs_config(run: Path) -> TrainConfig:
+    """The config a run recorded."""
+    return TrainConfig.from_dict(runs.read_config(run))
+
+
+PRE_SPLIT_TRAIN = FIXTURES / "pre_split_train.py"  # the single-file fercore/train.py of commit 4ea4fb0
 
 
 def _train_cli(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -37,12 +44,6 @@ def _tiny_config(tmp_path: Path, data: Path, **extra) -> Path:
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(cfg))
     return path
-
-
-def _weights(file: Path) -> list[np.ndarray]:
-    from fercore.models.architectures import load_keras_model
-
-    return [np.asarray(w) for w in load_keras_model(file).get_weights()]
 
 
 def test_fit_writes_a_complete_run_directory(tmp_path, class_folder):
@@ -66,7 +67,7 @@ def test_fit_writes_a_complete_run_directory(tmp_path, class_folder):
     stored = read_model_config(run / runs.BEST)
     assert stored["model"] == "fernet" and stored["epoch"] >= 1
     # the export is the last epoch's weights (export_checkpoint="last"), not the best on PublicTest
-    for a, b in zip(_weights(run / "export" / "model.keras"), _weights(run / runs.LAST), strict=True):
+    for a, b in zip(model_weights(run / "export" / "model.keras"), model_weights(run / runs.LAST), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -98,32 +99,15 @@ def test_cli_bad_input_one_line_no_traceback(tmp_path, args, message):
 # Exact resume (in-process: one TensorFlow import for all)
 
 
-def stop_at(run_dir: Path, step: int):
-    """A callback that requests a stop when the global step ``step`` ends (in a fresh run)."""
-    import keras
-
-    count = itertools.count(1)
-    return keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: next(count) == step and runs.request_stop(run_dir)
-    )
-
-
 def _trace(run: Path):
     """What must match an uninterrupted run: (kind, epoch, step) and the learning rate per row."""
     m = runs.read_metrics(run)
     return list(zip(m["kind"], m["epoch"].astype(int), m["step"].astype(int), strict=True)), m["lr"].to_numpy()
 
 
-def _config(class_folder: Path) -> TrainConfig:
-    # every augmentation, dropout and mixup on: all of it must be replayed exactly
-    return TrainConfig.from_dict({"data": str(class_folder), "model_params": TINY, "epochs": 3, "batch_size": 32,
-                                  "lr": 0.02, "warmup_epochs": 1, "log_every": 1, "augment": {"mixup": 0.2}})  # fmt: skip
-
-
-def test_resume_after_a_stop_mid_epoch_continues_exactly(tmp_path, class_folder, no_export):
-    config = _config(class_folder)
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    assert fit(config, whole, verbose=0)["state"] == "finished"
+def test_resume_after_a_stop_mid_epoch_continues_exactly(tmp_path, trained_tiny_run, no_export):
+    config, whole = runs_config(trained_tiny_run), trained_tiny_run
+    parts = tmp_path / "parts"
     status = fit(config, parts, verbose=0, callbacks=[stop_at(parts, 6)])  # 4 steps per epoch: mid-epoch 2
     assert status["state"] == "stopped"
     assert (status["step"], status["completed_epochs"], status["checkpoint_step"]) == (6, 1, 6)
@@ -133,34 +117,28 @@ def test_resume_after_a_stop_mid_epoch_continues_exactly(tmp_path, class_folder,
     rows_parts, lr_parts = _trace(parts)
     assert rows_parts == rows_whole
     np.testing.assert_array_equal(lr_parts, lr_whole)
-    for a, b in zip(_weights(parts / runs.LAST), _weights(whole / runs.LAST), strict=True):
+    for a, b in zip(model_weights(parts / runs.LAST), model_weights(whole / runs.LAST), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def _pre_split_train(tmp_path: Path, monkeypatch):
-    """fercore/train.py as it was before the split, loaded from git history."""
-    try:
-        source = subprocess.run(["git", "show", f"{PRE_SPLIT_COMMIT}:fercore/train.py"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"git history with {PRE_SPLIT_COMMIT} not available")
-    file = tmp_path / "pre_split_train.py"
-    file.write_text(source)
-    spec = importlib.util.spec_from_file_location("pre_split_train", file)
+def _pre_split_train(monkeypatch):
+    """fercore/train.py as it was before the split (a stored copy, its library imports mapped)."""
+    spec = importlib.util.spec_from_file_location("pre_split_train", PRE_SPLIT_TRAIN)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "pre_split_train", module)  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
-def test_a_run_stopped_by_the_pre_split_code_resumes_on_the_same_curve(tmp_path, class_folder, no_export, monkeypatch):
+def test_a_run_stopped_by_the_pre_split_code_resumes_on_the_same_curve(
+    tmp_path, trained_tiny_run, no_export, monkeypatch
+):
     """Its checkpoint holds a float learning rate that a callback used to set; the new code attaches
     the schedule, so steps, epochs and learning rates continue as in an uninterrupted run (weights
     differ: the old augmentation drew from a stateful generator)."""
-    old = _pre_split_train(tmp_path, monkeypatch)
-    config = _config(class_folder)
-    whole, legacy = tmp_path / "whole", tmp_path / "legacy"
-    fit(config, whole, verbose=0)
+    old = _pre_split_train(monkeypatch)
+    config, whole = runs_config(trained_tiny_run), trained_tiny_run
+    legacy = tmp_path / "legacy"
     make_callbacks = old._make_callbacks
     old._make_callbacks = lambda run_dir, *a: [stop_at(run_dir, 6), *make_callbacks(run_dir, *a)]
     known = {f.name for f in dataclasses.fields(old.TrainConfig)}  # later fields are at their defaults

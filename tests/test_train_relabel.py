@@ -29,7 +29,7 @@ def _write(path: Path, lines: list[tuple[int, str, str]]) -> Path:
 
 
 def test_relabel_is_a_config_option_and_a_cli_flag():
-    from training.train import parse_args, resolve_config
+    from fercore.train.__main__ import parse_args, resolve_config
 
     assert TrainConfig().relabel == "" and options()["relabel"].type is str
     assert resolve_config(parse_args(["--relabel", "r.csv"])) == {"relabel": "r.csv"}
@@ -74,7 +74,7 @@ def test_a_bad_relabel_file_fails_fast_in_the_cli(fer_folder, tmp_path, content,
     if content is not None:
         bad.write_text(content)
     script = (
-        "import sys\nfrom training.train import main\n"
+        "import sys\nfrom fercore.train.__main__ import main\n"
         f"rc = main(['--quiet', '--data', {str(fer_folder)!r}, '--relabel', {str(bad)!r}, "
         f"'--run-dir', {str(tmp_path / 'runs' / 'r')!r}])\n"
         "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow')\nsys.exit(rc)\n"

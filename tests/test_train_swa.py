@@ -13,13 +13,14 @@ import pytest
 from fercore import runs
 from fercore.train import TrainConfig, fit
 from fercore.train.swa import first_averaged_epoch, load_state, save_state
-from tests.conftest import TINY
-from tests.test_train_fit import _weights, stop_at
+from tests.conftest import TINY, model_weights, stop_at
+
+pytestmark = pytest.mark.slow  # every test here trains a model for real
 
 
 def _config(class_folder: Path, **extra) -> TrainConfig:
-    return TrainConfig.from_dict({"data": str(class_folder), "model_params": TINY, "epochs": 3, "batch_size": 32,
-                                  "lr": 0.02, "warmup_epochs": 1, "log_every": 1, "swa_epochs": 2, **extra})  # fmt: skip
+    base = {"data": str(class_folder), "model_params": TINY, "epochs": 3, "batch_size": 32, "lr": 0.02}
+    return TrainConfig.from_dict({**base, "warmup_epochs": 1, "log_every": 1, "swa_epochs": 2, **extra})
 
 
 def _epoch_weights(into: dict[int, list[np.ndarray]]):
@@ -84,7 +85,7 @@ def test_an_swa_run_exports_the_mean_of_its_last_epochs(tmp_path, class_folder, 
     assert bn, "the tiny net has BatchNorm layers"
     compared = 0
     for var, got, w2, w3, last in zip(
-        model.weights, model.get_weights(), seen[2], seen[3], _weights(run / runs.LAST), strict=True
+        model.weights, model.get_weights(), seen[2], seen[3], model_weights(run / runs.LAST), strict=True
     ):
         if var.path in bn and "moving" in var.path:  # recomputed for the mean weights
             continue
@@ -106,7 +107,7 @@ def test_a_stopped_swa_run_resumes_to_the_same_mean(tmp_path, class_folder, no_e
     assert load_state(parts / runs.SWA_STATE)[:2] == (1, 2)
     assert fit(config, parts, resume=True, verbose=0)["state"] == "finished"
     assert load_state(parts / runs.SWA_STATE)[:2] == (2, 3)
-    for a, b in zip(_weights(parts / runs.SWA), _weights(whole / runs.SWA), strict=True):
+    for a, b in zip(model_weights(parts / runs.SWA), model_weights(whole / runs.SWA), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
@@ -116,7 +117,7 @@ def test_an_epoch_already_in_the_mean_is_not_counted_again(tmp_path, class_folde
     config = _config(class_folder, epochs=2, swa_epochs=1)
     run = tmp_path / "run"
     assert fit(config, run, verbose=0, callbacks=[stop_at(run, 6)])["state"] == "stopped"  # mid-epoch 2
-    planted = [np.zeros_like(w) for w in _weights(run / runs.LAST)]
+    planted = [np.zeros_like(w) for w in model_weights(run / runs.LAST)]
     save_state(run / runs.SWA_STATE, 1, 2, planted)  # as if epoch 2 had ended and been averaged before the kill
     status = fit(config, run, resume=True, verbose=0)
     assert status["swa_epochs_averaged"] == 1

@@ -73,7 +73,7 @@ def test_the_teacher_takes_its_share_of_the_targets(fer_folder, tmp_path):
 
 
 def test_teacher_options_are_cli_flags():
-    from training.train import parse_args, resolve_config
+    from fercore.train.__main__ import parse_args, resolve_config
 
     assert {"teacher", "teacher_weight", "teacher_temperature"} <= set(options())
     args = parse_args(["--teacher", "t.csv", "--teacher-weight", "0.5", "--teacher-temperature", "2"])

@@ -16,13 +16,9 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
-
-from fercore.data.ferplus import VOTES_FILE
-from fercore.data.ferplus import find_votes as find_ferplus_votes
+from fercore.data.ferplus import VOTES_FILE, require_votes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,21 +53,6 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def find_votes(data: Path) -> Path:
-    """``ferplus_votes.csv`` in a data folder or beside a data file/folder; FileNotFoundError if none."""
-    found = find_ferplus_votes(data)
-    if found is None:
-        raise FileNotFoundError(f"no {VOTES_FILE} in or beside {data}; give --ferplus FILE or --rules model")
-    return found
-
-
-def spread(n: int, limit: int | None) -> np.ndarray:
-    """``limit`` evenly spaced indices of ``n``: in a class-sorted data set, every class in proportion."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
-
-
 def main(argv: list[str] | None = None) -> int:
     p = _Parser(
         prog="python -m training.audit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -84,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ferplus", help=f"FER+ vote file; default: {VOTES_FILE} in or beside --data")
     p.add_argument("--min-share", type=_fraction, default=0.5, help="FER+ majority: more than this vote share")
     p.add_argument("--min-confidence", type=_fraction, default=0.0, help="drop accusations weaker than this")
-    p.add_argument("--limit", type=_positive, help="audit at most this many faces (evenly spread)")
+    p.add_argument("--limit", type=_positive, help="audit about this many faces (a stratified sample)")
     p.add_argument("--proba-out", help="also save the model's probabilities (CSV) for a later --proba")
     p.add_argument("--relabel-out", help="write row,old_label,new_label for every suspect to this CSV")
     p.add_argument("--top", type=_positive, default=10, help="class pairs shown without --json")
@@ -113,13 +94,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace):  # -> fercore.data.audit.AuditResult (imports stay lazy for --help)
     from fercore.data.audit import audit, load_proba, save_proba
+    from fercore.data.dataset import stratified_subset
     from fercore.data.loader import align_votes, load_dataset, load_ferplus_votes
 
     ds = load_dataset(args.data).split(args.split)
-    ds = ds.subset(spread(len(ds), args.limit))
+    ds = stratified_subset(ds, limit=args.limit) if args.limit else ds
     votes = proba = None
     if "ferplus" in args.rules:
-        votes = align_votes(ds, *load_ferplus_votes(args.ferplus or find_votes(Path(args.data))))
+        votes = align_votes(
+            ds, *load_ferplus_votes(args.ferplus or require_votes(args.data, "give --ferplus FILE or --rules model"))
+        )
     if "model" in args.rules:
         if args.proba:
             proba = load_proba(args.proba, ds)

@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from fercore.data.dataset import stratified_subset
+    from fercore.data.ferplus import require_votes
     from fercore.data.loader import DataError, load_dataset, normalize_split
     from fercore.evaluation.evaluate import (
         evaluate,
         ferplus_relabel,
-        find_ferplus_votes,
         fit_and_save_temperature,
-        stratified_subset,
     )
     from fercore.models.ensemble import resolve_tier
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         faces = ds.split(split)
         excluded: dict[str, int] = {}
         if args.labels == "ferplus":
-            votes = Path(args.ferplus) if args.ferplus else find_ferplus_votes(args.data)
+            votes = Path(args.ferplus) if args.ferplus else require_votes(args.data)
             faces, excluded = ferplus_relabel(faces, votes)
         if args.fold or args.limit:
             faces = stratified_subset(faces, limit=args.limit, fold=args.fold, seed=args.seed)

@@ -10,7 +10,9 @@ asked for ``best`` (the best epoch on its validation split, which is
 PublicTest by default: shipping it would report a figure selected on the test set). Exports every
 format (checked against the source on real faces), evaluates on PublicTest with and without TTA,
 and writes models/metrics.json and models/confusion.png, the figures that models/MODEL_CARD.md
-quotes (tests/test_shipped_model.py checks that they match the shipped files).
+quotes (bench/shipped_figures.py re-measures them on all of PublicTest; after shipping, refresh the
+sample tests/test_shipped_model.py checks with ``python bench/shipped_figures.py --sample-out
+tests/fixtures/shipped_sample.json``).
 
 A tier (``--tier accurate``) goes to models/<tier>/: each member as a .tflite twin with float16
 weights (half the size; checked against its Keras source, max difference < 1e-2; ``--float32``
@@ -27,6 +29,7 @@ import os
 import sys
 from pathlib import Path
 
+from fercore.models.ensemble import TIERS
 from fercore.paths import MODELS_DIR as MODELS
 
 
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--tier",
-        choices=["fast", "accurate"],
+        choices=TIERS,
         default="fast",
         help="fast: one run's model into models/; accurate: an ensemble into models/accurate/",
     )
@@ -253,7 +256,7 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
     from fercore.inference.classify import load_backend
     from fercore.inference.preprocess import to_model_input
     from fercore.models.architectures import load_keras_model, to_float32
-    from fercore.models.ensemble import write_manifest
+    from fercore.models.ensemble import combine, write_manifest
     from fercore.models.export import export_tflite
 
     test = load_dataset(data).split("test")
@@ -296,7 +299,7 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
         )
     # the tier's output is the mean of its members' (view-averaged) probabilities: score the mean of
     # the ones just computed rather than running every member over every view again
-    mean = np.mean(np.asarray(probas, np.float64), axis=0).astype(np.float32)
+    mean = combine(probas)
     result = EvalResult(y_true=test.labels.astype(np.int64), proba=mean, model=name, tta=tta).to_dict()
     metrics = {
         "split": "PublicTest",

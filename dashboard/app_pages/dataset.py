@@ -7,6 +7,7 @@ import common
 import streamlit as st
 
 from fercore.data import locations
+from fercore.data.ferplus import find_votes
 
 st.title("Dataset")
 
@@ -27,7 +28,7 @@ try:
         p = locations.check_dataset_path(path)  # resolved, inside a data root
         key = common.file_key(p)
         ds = common.get_dataset(str(p), key)
-        votes_path = locations.find_votes(p)
+        votes_path = find_votes(p, accept=locations.within_data_roots)
     else:
         up = st.file_uploader(
             "FER2013 CSV, .csv.gz, or a zip of the folder layout", type=common.DATA_TYPES, key="ds_upload"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import common
 import evaluate_views as views
-import numpy as np
 import streamlit as st
 
+from fercore.data.dataset import stratified_subset
 from fercore.evaluation.compare import Comparison
 from fercore.evaluation.evaluate import evaluate
 from fercore.models import catalog
@@ -44,12 +44,12 @@ limit = c3.number_input(
     0,
     step=500,
     key="eval_limit",
-    help="evaluate on a random sample of N images (always the same) for a quick look",
+    help="evaluate on about N images, every class in proportion (always the same ones; as the CLI's --limit)",
 )
 
 sub = ds.split(split)
 if limit and limit < len(sub):
-    sub = sub.subset(np.sort(np.random.default_rng(0).choice(len(sub), int(limit), replace=False)))
+    sub = stratified_subset(sub, limit=int(limit))
 chosen = [models[model_label]] + ([models[other_label]] if other_label != "(none)" else [])
 job = (*[(str(m), common.file_key(Path(m))) for m in chosen], ds_key, split, bool(tta), int(limit))
 saved = st.session_state.get("eval_result")

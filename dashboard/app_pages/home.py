@@ -100,7 +100,8 @@ Facial Expression Recognition* data). Sign in to Kaggle, accept the competition 
    (`angry/ disgust/ fear/ happy/ sad/ surprise/ neutral/`, PNG files). Put them under
    `{root / "data" / "fer2013"}` so that `data/fer2013/train/happy/…` exists.
 
-Or point the environment variable `FER_DATA` at the CSV or folder (`FER_DATA=/path/to/fer2013 streamlit run dashboard/app.py`).
+Or point the environment variable `FER_DATA` at the CSV or folder
+(`FER_DATA=/path/to/fer2013 streamlit run dashboard/app.py`).
 Looked in, in order: {", ".join(f"`{p}`" for p in locations.data_candidates())}.
 You can also upload a CSV or a zip of the folder layout on the **Dataset** page.
 """)

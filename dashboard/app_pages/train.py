@@ -13,6 +13,7 @@ import train_views as views
 
 from fercore import runs
 from fercore.data import locations
+from fercore.runs import launch as launcher
 from fercore.train import Augment, TrainConfig, form_config, init_from_choices, options, preview
 
 st.title("Train")
@@ -37,10 +38,11 @@ def field_widget(where, name: str):
     return where.number_input(label, o.minimum, o.maximum, o.default, key=key, help=o.help, format=fmt)
 
 
-def launch(config: dict | None, resume: Path | None = None) -> bool:
-    """Start a run (or resume one); say why not when it cannot start."""
+def launch(config: TrainConfig | dict | None, resume: Path | None = None) -> bool:
+    """Start a run (a form's config, a past run's dict, or resume one); say why not when it cannot start."""
     try:
-        run_dir = runs.launch_training(TrainConfig.from_dict(config).to_dict() if config else {}, RUNS, resume=resume)
+        config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
+        run_dir = launcher.launch_training(config, RUNS, resume=resume)
     except (runs.TrainingBusyError, *common.USER_ERRORS) as exc:
         common.show_error(exc, "Not started")
     else:
@@ -103,7 +105,7 @@ if submitted or previewed:
             launch(config)
             active = runs.active_run(RUNS) or active
         else:
-            st.session_state["train_preview"] = config
+            st.session_state["train_preview"] = config.to_dict()
 if "train_preview" in st.session_state:
     with st.container(border=True):
         views.model_preview(st.session_state["train_preview"])

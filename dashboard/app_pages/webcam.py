@@ -12,10 +12,10 @@ import common
 import streamlit as st
 import webcam_views as views
 
-from fercore.inference.baseline import NEUTRAL_TARGET
 from fercore.inference.classify import stream_model_path
 from fercore.inference.image import encode_png
 from fercore.inference.live import MAX_RECORD_SECONDS, LiveSession, parse_ice_servers
+from fercore.inference.personal import NEUTRAL_TARGET
 
 IDLE_POLL_S = 5.0
 
@@ -98,8 +98,8 @@ if live.last_frame is not None:
 
 k1, k2 = st.columns([1, 3])
 if k1.button("Calibrate neutral (3 s)", key="webcam_calibrate", icon=":material/tune:"):
-    live.calibration.start(3.0)
-live.calibration.enabled = k2.toggle("Show calibrated scores", value=True, key="webcam_calibrated")
+    live.personal.start(3.0)
+live.personal.enabled = k2.toggle("Show calibrated scores", value=True, key="webcam_calibrated")
 k2.caption(
     f"Hold a neutral face for 3 s: each face's scores are then re-weighted by its own resting "
     f"expression (p′ ∝ p · q / baseline, with q = {NEUTRAL_TARGET:.0%} neutral), so the face at rest "

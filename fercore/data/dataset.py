@@ -104,3 +104,46 @@ class Dataset:
             if stem.isdigit():
                 out[i] = int(stem)
         return out
+
+
+def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of about ``n`` of ``labels``, every class in its proportion (at least one face each).
+
+    ``labels``: (m,) class per face; ``n``: how many to keep (``n <= 0`` or ``n >= m``: all);
+    ``seed``: the random choice within each class. Training's ``--subset`` picks its faces with this, so
+    a run resumed on the same seed trains on the same faces: keep the draw as it is.
+    """
+    rng = np.random.default_rng(seed)
+    if n <= 0 or n >= len(labels):
+        return np.arange(len(labels))
+    picks = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = max(1, int(round(n * len(idx) / len(labels))))
+        picks.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def stratified_subset(
+    dataset: Dataset, limit: int | None = None, fold: tuple[int, int] | None = None, seed: int = 0
+) -> Dataset:
+    """A reproducible class-balanced part of ``dataset``: the one way the project takes a sample of faces.
+
+    ``fold=(k, n)`` keeps fold ``k`` of ``n`` (1-based; the folds partition each class, so one can fit
+    a temperature on one half of a split and report on the other); ``limit`` then keeps about that many
+    faces in class proportions (:func:`stratified_indices`); ``seed`` fixes both draws.
+    """
+    labels = np.asarray(dataset.labels)
+    if fold is not None:
+        k, n = fold
+        if not 1 <= k <= n:
+            raise ValueError(f"fold must be k/n with 1 ≤ k ≤ n, got {k}/{n}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be ≥ 1, got {limit}")
+    if fold is not None:
+        rng = np.random.default_rng(seed)
+        chosen = [rng.permutation(np.flatnonzero(labels == c))[fold[0] - 1 :: fold[1]] for c in np.unique(labels)]
+        dataset = dataset.subset(np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64))
+    if limit is not None:
+        dataset = dataset.subset(stratified_indices(np.asarray(dataset.labels), limit, seed))
+    return dataset

@@ -20,11 +20,21 @@ VOTES_FILE = "ferplus_votes.csv"
 
 
 def find_votes(data: str | os.PathLike[str], accept: Callable[[Path], bool] = lambda _: True) -> Path | None:
-    """``ferplus_votes.csv`` inside a data folder or beside a data file or folder (and ``accept`` -ed,
-    e.g. inside the data roots), or None."""
+    """The FER+ vote file of a data set, or None: ``ferplus_votes.csv`` inside a data folder or beside a
+    data file or folder. ``accept`` may refuse a candidate (the dashboard passes
+    ``fercore.data.locations.within_data_roots`` so an upload never reads outside the data roots)."""
     path = Path(data)
     candidates = ([path / VOTES_FILE] if path.is_dir() else []) + [path.parent / VOTES_FILE]
     return next((c for c in candidates if c.is_file() and accept(c)), None)
+
+
+def require_votes(data: str | os.PathLike[str], hint: str = "give its path with --ferplus") -> Path:
+    """:func:`find_votes` for callers that cannot go on without the file: FileNotFoundError (ending with
+    ``hint``) when there is none."""
+    found = find_votes(data)
+    if found is None:
+        raise FileNotFoundError(f"no {VOTES_FILE} in or beside {data}; {hint}")
+    return found
 
 
 # FER+ column → FER2013 emotion ("contempt" has no FER2013 class and is dropped).

@@ -22,7 +22,10 @@ from fercore.labels import EMOTIONS, canonical_emotion
 from fercore.inference.preprocess import resize_face
 from fercore.types import DataError, ImageError, ImageTooLargeError
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+# The image files the project reads (folders, uploads, batch prediction, the dashboard's upload widgets).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+)
 MAX_FACE_FILE_BYTES = 32 * 1024**2
 MAX_FACE_PIXELS = 4096 * 4096  # an RGB decode of this is 50 MB; _WORKERS of them run at once
 _WORKERS = min(4, (os.cpu_count() or 2) * 2)  # decoding is mostly GIL-bound: more threads gain nothing

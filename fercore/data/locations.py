@@ -164,10 +164,3 @@ def photos_dir() -> Path | None:
     """The sample photos beside the shared data (``<shared data>/photos``), None if absent."""
     p = shared_data_dir() / "photos"
     return p if p.is_dir() else None
-
-
-def find_votes(dataset_path: str | os.PathLike[str]) -> Path | None:
-    """``ferplus_votes.csv`` inside a dataset folder or beside a dataset, if it is within the data roots."""
-    from fercore.data.ferplus import find_votes as find
-
-    return find(dataset_path, accept=within_data_roots)

@@ -151,9 +151,21 @@ def load_calibration(model_path: str | Path) -> dict[str, Any]:
     return {**record, "temperature": t}
 
 
-def load_temperature(model_path: str | Path) -> float:
-    """The temperature saved beside ``model_path``; 1.0 (no change) when there is none."""
-    return float(load_calibration(model_path).get("temperature", 1.0))
+def saved_temperature(model_path: str | Path, tta: bool = False) -> float:
+    """The temperature saved beside ``model_path`` if it applies to outputs of this kind, else 1.0.
+
+    The one rule for every caller (serving and evaluation): a temperature applies only when it was
+    fitted with the same ``tta`` setting as the probabilities it will rescale. Averaging over test-time
+    views already softens probabilities, so a temperature fitted without TTA would over-correct them
+    (and vice versa). A record without a ``tta`` entry was fitted without TTA.
+
+    Parameters: ``model_path`` a model file or tier folder/manifest; ``tta`` whether the probabilities
+    to rescale are averaged over test-time views.
+    """
+    record = load_calibration(model_path)
+    if not record or bool(record.get("tta", False)) != bool(tta):
+        return 1.0
+    return float(record["temperature"])
 
 
 def save_temperature(model_path: str | Path, temperature: float, **info: Any) -> Path:

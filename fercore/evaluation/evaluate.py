@@ -11,21 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from fercore.data.ferplus import VOTES_FILE, find_votes
 from fercore.data.loader import Dataset, align_votes, load_ferplus_votes
 from fercore.evaluation.calibration import (
     apply_temperature,
     ece,
     fit_temperature,
-    load_calibration,
     nll,
     reliability,
     save_temperature,
+    saved_temperature,
 )
 from fercore.inference.classify import Backend
 from fercore.inference.preprocess import to_model_input
 from fercore.labels import EMOTIONS, NUM_CLASSES
-from fercore.models.ensemble import EnsembleBackend, load_tier, resolve_tier, tta_views
+from fercore.models.ensemble import TTA_VIEWS, EnsembleBackend, load_tier, resolve_tier, view_batch, view_mean
 
 ECE_BINS = 15
 
@@ -33,10 +32,7 @@ __all__ = [
     "EvalResult",
     "evaluate",
     "predict_proba",
-    "tta_views",
     "ferplus_relabel",
-    "find_ferplus_votes",
-    "stratified_subset",
     "fit_and_save_temperature",
 ]
 
@@ -59,17 +55,19 @@ def predict_proba(
     """(n, 7) probabilities for (n, 48, 48) uint8 faces; averaged over TTA views if asked.
 
     ``model`` is a tier name, a model file (the shipped one if None) or a loaded backend;
-    ``progress`` is called with the fraction done after each batch.
+    ``batch_size`` bounds the faces (views included) of one backend call; ``progress`` is called with
+    the fraction done after each batch. The views and their average are :func:`view_batch` and
+    :func:`view_mean`, the ones a TTA tier serves with.
     """
     backend = _backend(model)
     n = len(faces)
+    views = TTA_VIEWS if tta or (isinstance(backend, EnsembleBackend) and backend.tta) else 1  # a tier's own too
+    step = max(1, batch_size // views)
     total = np.zeros((n, NUM_CLASSES), np.float64)
-    for start in range(0, n, batch_size):
-        chunk = faces[start : start + batch_size]
-        views = tta_views(chunk) if tta else [chunk]
-        for view in views:
-            total[start : start + len(chunk)] += backend.predict(to_model_input(np.ascontiguousarray(view)))
-        total[start : start + len(chunk)] /= len(views)
+    for start in range(0, n, step):
+        chunk = to_model_input(faces[start : start + step])[..., 0]
+        batch, views = view_batch(chunk, tta)
+        total[start : start + len(chunk)] = view_mean(backend.predict(batch), views)
         if progress is not None:
             progress(min(1.0, (start + len(chunk)) / n))
     return total.astype(np.float32)
@@ -92,10 +90,12 @@ class EvalResult:
 
     @property
     def y_pred(self) -> np.ndarray:
+        """The most probable class of each face."""
         return self.proba.argmax(axis=1)
 
     @property
     def calibrated(self) -> np.ndarray:
+        """The probabilities users see: ``proba`` rescaled by ``temperature``."""
         return apply_temperature(self.proba, self.temperature)
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,14 +127,6 @@ class EvalResult:
         }
 
 
-def _saved_temperature(model: str | Path | None, tta: bool) -> float:
-    """The model's saved temperature if it was fitted on the same kind of output: averaging over
-    TTA views already softens the probabilities, so a temperature fitted without TTA would
-    over-correct them (and vice versa); then 1."""
-    record = load_calibration(resolve_tier(model))
-    return float(record["temperature"]) if record and bool(record.get("tta", False)) == tta else 1.0
-
-
 def evaluate(
     model: ModelArg,
     dataset: Dataset,
@@ -145,19 +137,19 @@ def evaluate(
 ) -> EvalResult:
     """Classify every face of ``dataset`` with the model (a tier name, a file, a loaded backend,
     or the shipped model if None). ``temperature`` defaults to the model's calibration file when it
-    was fitted with the same TTA setting (1 otherwise, and for a backend). A tier that applies its own TTA is never augmented twice."""
+    was fitted with the same TTA setting (:func:`saved_temperature`; 1 for a backend). A tier that
+    applies its own TTA is never augmented twice. ``progress`` gets the fraction done;
+    ``model_name`` names the model in the result (default: the model argument)."""
     if len(dataset) == 0:
         raise ValueError("the data set has no images to evaluate")
     backend = _backend(model)
     tier_tta = isinstance(backend, EnsembleBackend) and backend.tta
-    is_file = model is None or isinstance(model, (str, Path))
+    path = resolve_tier(model) if model is None or isinstance(model, (str, Path)) else None
     if temperature is None:
-        temperature = (
-            _saved_temperature(model, tta or tier_tta) if model is None or isinstance(model, (str, Path)) else 1.0
-        )
+        temperature = 1.0 if path is None else saved_temperature(path, tta or tier_tta)
     proba = predict_proba(backend, dataset.images, tta=tta and not tier_tta, progress=progress)
     if model_name is None:
-        model_name = str(model or resolve_tier(None)) if is_file else type(model).__name__
+        model_name = type(model).__name__ if path is None else str(model or path)
     return EvalResult(
         y_true=dataset.labels.astype(np.int64),
         proba=proba,
@@ -169,14 +161,6 @@ def evaluate(
 
 # ----------------------------------------------------------------------------------------------
 # FER+ labels
-
-
-def find_ferplus_votes(data: str | Path) -> Path:
-    """``ferplus_votes.csv`` inside a data folder or beside a data file/folder; FileNotFoundError if none."""
-    found = find_votes(data)
-    if found is None:
-        raise FileNotFoundError(f"no {VOTES_FILE} in or beside {data}; give its path with --ferplus")
-    return found
 
 
 def ferplus_relabel(dataset: Dataset, votes_file: str | Path) -> tuple[Dataset, dict[str, int]]:
@@ -204,37 +188,7 @@ def ferplus_relabel(dataset: Dataset, votes_file: str | Path) -> tuple[Dataset, 
 
 
 # ----------------------------------------------------------------------------------------------
-# Samples and calibration
-
-
-def stratified_subset(
-    dataset: Dataset, limit: int | None = None, fold: tuple[int, int] | None = None, seed: int = 0
-) -> Dataset:
-    """A reproducible class-balanced part of ``dataset``: fold ``k`` of ``n`` (``fold=(k, n)``,
-    1-based; the folds partition each class) and/or at most ``limit`` faces in class proportions.
-
-    Folds let one fit a temperature on one half of a split and report on the other."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(dataset.labels)
-    if fold is not None:
-        k, n = fold
-        if not 1 <= k <= n:
-            raise ValueError(f"fold must be k/n with 1 ≤ k ≤ n, got {k}/{n}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be ≥ 1, got {limit}")
-    chosen: list[np.ndarray] = []
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        if fold is not None:
-            members = members[fold[0] - 1 :: fold[1]]
-        chosen.append(members)
-    index = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
-    if limit is not None and limit < len(index):
-        # the same share of every class (at least one face each); rounding overshoot trimmed at random
-        rate = limit / len(index)
-        pooled = np.concatenate([m[: max(1, round(rate * len(m)))] for m in chosen])
-        index = rng.permutation(pooled)[:limit]
-    return dataset.subset(np.sort(index))
+# Calibration
 
 
 def fit_and_save_temperature(result: EvalResult, model_path: str | Path, fitted_on: str) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from fercore.inference.image import ImageSource, load_image
 from fercore.inference.pipeline import FramePipeline, PipelineSpec
 from fercore.types import ROW_COLUMNS, DataError, FacePrediction, FerError
 
-IMAGE_SUFFIXES: frozenset[str] = frozenset(IMAGE_EXTENSIONS)
 # One row per face; an image without a face (or unreadable: ``error``) gets one row with empty face fields.
 BATCH_COLUMNS: list[str] = ["file", *ROW_COLUMNS, "whole_image", "error"]
 Skipped = tuple[str, str]  # (name, why it was not analysed)
@@ -81,7 +80,8 @@ class ImageResult:
 
 
 def is_image_name(name: str) -> bool:  # by extension: folders also hold CSVs, notes, videos
-    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+    """Whether a file ``name`` has one of the image extensions the project reads."""
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def find_images(paths: Iterable[str | Path]) -> list[str]:

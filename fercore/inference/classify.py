@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fercore.evaluation.calibration import apply_temperature, load_temperature
+from fercore.evaluation.calibration import apply_temperature, saved_temperature
 from fercore.inference.preprocess import to_model_input
 from fercore.labels import EMOTIONS
 from fercore.paths import MODELS_DIR
@@ -42,6 +42,8 @@ def stream_model_path() -> Path:
 
 
 class Backend(Protocol):
+    """What runs a model: ``predict`` maps (n, 48, 48, 1) float32 faces in 0–255 to (n, 7) probabilities."""
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(n, 48, 48, 1) float32 0–255 → (n, 7) probabilities. Safe to call from several threads."""
         ...
@@ -116,6 +118,7 @@ class TFLiteBackend:
         return _Interpreter(self.path, self.num_threads) if grow else self._idle.get()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """(n, 48, 48, 1) float32 faces → (n, 7) probabilities, on an idle interpreter of the pool."""
         if x.shape[0] == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         interp = self._borrow()
@@ -138,6 +141,7 @@ class KerasBackend:
         self._lock = threading.Lock()  # a Keras layer call is not documented as thread-safe
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """(n, 48, 48, 1) float32 faces → (n, 7) probabilities (one model call, under the lock)."""
         if x.shape[0] == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         with self._lock:
@@ -168,7 +172,7 @@ class EmotionClassifier:
         if backend is None:
             path = Path(model_path) if model_path else default_model_path()
             backend = load_backend(path)
-            temperature = load_temperature(path) if temperature is None else temperature
+            temperature = saved_temperature(path) if temperature is None else temperature
         self.backend = backend
         self.temperature = 1.0 if temperature is None else float(temperature)
 

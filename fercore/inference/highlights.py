@@ -90,8 +90,11 @@ def read_frames(video: str | Path, wanted: set[int]) -> Iterator[tuple[int, np.n
             raise VideoError(f"{video}: decoding stopped before frame {last} ({exc})") from None
 
 
-def crop_face(rgb: np.ndarray, box: Box, pad: float = 0.25, size: int = 128) -> np.ndarray:
-    """A square crop around ``box`` with ``pad`` of its size on each side (clipped), ``size``×``size``."""
+def thumbnail(rgb: np.ndarray, box: Box, pad: float = 0.25, size: int = 128) -> np.ndarray:
+    """A colour picture of one face for people to look at (not the classifier's 48×48 input, which is
+    :func:`fercore.inference.preprocess.crop_face`): the square around ``box`` (a ``Box`` in ``rgb``'s
+    pixels) with ``pad`` of its size on each side, clipped to the frame, resized to ``size``×``size``;
+    a black tile when the box lies outside."""
     import cv2
 
     h, w = rgb.shape[:2]
@@ -121,7 +124,7 @@ def video_highlights(
     last = max(by_frame, default=0) + 1
     for index, rgb in read_frames(video, set(by_frame)):
         for m in by_frame[index]:
-            m.image = crop_face(rgb, m.box, size=size)
+            m.image = thumbnail(rgb, m.box, size=size)
         if progress is not None:
             progress((index + 1) / last)
     return moments

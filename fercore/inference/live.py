@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fercore.inference.baseline import PersonalCalibration
 from fercore.inference.classify import EmotionClassifier
 from fercore.inference.detectors import make_stream_detector
+from fercore.inference.personal import PersonalBaseline
 from fercore.inference.pipeline import FramePipeline
 from fercore.inference.track import FaceTracker
 from fercore.inference.video import VideoWriter, emotion_shares
@@ -175,7 +175,7 @@ class LiveSession:
         self.frames = 0
         self.last_frame: np.ndarray | None = None
         self.last_frame_at: float | None = None  # time.time() when the last frame was processed
-        self.calibration = PersonalCalibration()
+        self.personal = PersonalBaseline()
         self.recording: Recording | None = None
         self._lock = threading.Lock()
         self.detector_name = detector
@@ -184,7 +184,7 @@ class LiveSession:
 
     def _build(self, detector: str) -> FramePipeline:
         return FramePipeline(
-            make_stream_detector(detector), self.classifier, tracker=FaceTracker(), adjust=self.calibration, draw=True
+            make_stream_detector(detector), self.classifier, tracker=FaceTracker(), adjust=self.personal, draw=True
         )
 
     def use_detector(self, name: str) -> None:

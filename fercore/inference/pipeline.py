@@ -40,9 +40,9 @@ class FramePipeline:
 
     ``detector``: a ``FaceDetector`` or a detector name (``stream=True`` builds the name's stream
     variant: Haar then follows faces between full scans). ``classifier``: an ``EmotionClassifier``,
-    a tier name ("fast", "accurate"), a model path, or None for the shipped model. ``tracker``: a ``FaceTracker`` (or True for a new
-    one) gives stable ids and smoothed scores across frames. ``adjust`` post-processes the tracked
-    faces (e.g. a personal calibration) before ``draw`` returns an annotated copy.
+    a tier name ("fast", "accurate"), a model path, or None for the shipped model. ``tracker``: a
+    ``FaceTracker`` (or True for a new one) gives stable ids and smoothed scores across frames.
+    ``adjust`` post-processes the tracked faces (e.g. a personal baseline) before ``draw`` returns an annotated copy.
     Frames whose longer side exceeds ``max_side`` are downscaled for detection only: boxes come back
     in the original pixels and crops are cut from the full-resolution frame. With
     ``whole_image_fallback``, a frame without a detected face is classified as one face (marked

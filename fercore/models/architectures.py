@@ -14,12 +14,43 @@ import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fercore.inference.preprocess import FACE_SIZE
 from fercore.labels import NUM_CLASSES
 
 _CONFIG_ENTRY = "fercore.json"
+
+# The only place model names live (like timm's ``_registry``): builders register themselves with
+# :func:`register_model`; the training config, its CLI and the Train form ask :func:`list_models`.
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+BuilderT = TypeVar("BuilderT", bound=Callable[..., Any])
+
+
+def register_model(name: str) -> Callable[[BuilderT], BuilderT]:
+    """Decorator that registers an architecture's builder under ``name`` (a name is taken once)."""
+
+    def add(builder: BuilderT) -> BuilderT:
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is already registered")
+        _REGISTRY[name] = builder
+        return builder
+
+    return add
+
+
+def list_models() -> tuple[str, ...]:
+    """The registered architecture names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_model_builder(name: str) -> Callable[..., Any]:
+    """The builder registered as ``name``; ValueError naming the choices for an unknown one."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_REGISTRY)}") from None
 
 
 def _keras():
@@ -35,6 +66,7 @@ def _conv_bn_relu(x, filters: int, kernel: int, name: str):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+@register_model("coursera")
 def build_coursera(dropout: float = 0.25, dense_dropout: float = 0.25, **_: Any):
     """The seed CNN (Coursera guided project): four conv blocks and two dense blocks."""
     keras = _keras()
@@ -55,6 +87,7 @@ def build_coursera(dropout: float = 0.25, dense_dropout: float = 0.25, **_: Any)
     return keras.Model(inputs, outputs, name="coursera")
 
 
+@register_model("fernet")
 def build_fernet(
     widths: tuple[int, ...] = (64, 128, 256, 256),
     depths: tuple[int, ...] = (2, 2, 2, 2),
@@ -93,19 +126,10 @@ def build_fernet(
     return keras.Model(inputs, outputs, name="fernet")
 
 
-ARCHITECTURES: dict[str, Callable[..., Any]] = {
-    "coursera": build_coursera,
-    "fernet": build_fernet,
-}
-
-
 def build_model(name: str, **params: Any):
-    """Build an architecture by name with its parameters (unknown names raise ValueError)."""
-    try:
-        builder = ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}") from None
-    return builder(**params)
+    """Build the architecture registered as ``name`` with its builder's keyword ``params`` (unknown
+    names raise ValueError)."""
+    return get_model_builder(name)(**params)
 
 
 def count_flops(model) -> int:

@@ -13,12 +13,13 @@ and, once fitted, ``calibration.json`` for the ensemble's output (``fercore.eval
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fercore.evaluation.calibration import load_temperature
+from fercore.evaluation.calibration import saved_temperature
 from fercore.inference.classify import MODELS_DIR, Backend, EmotionClassifier, default_model_path, load_backend
 from fercore.inference.preprocess import FACE_SIZE
 from fercore.labels import NUM_CLASSES
@@ -26,6 +27,7 @@ from fercore.labels import NUM_CLASSES
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 TIERS = ("fast", "accurate")
+TTA_VIEWS = 10  # what tta_views returns: five crops, each also mirrored
 
 
 def tta_views(faces: np.ndarray, crop: int = 44) -> list[np.ndarray]:
@@ -54,6 +56,35 @@ def tta_views(faces: np.ndarray, crop: int = 44) -> list[np.ndarray]:
     return views
 
 
+def view_batch(faces: np.ndarray, tta: bool) -> tuple[np.ndarray, int]:
+    """One model-input batch holding every view of ``faces`` and the number of views.
+
+    ``faces``: (n, 48, 48) faces (any numeric dtype); ``tta``: the ten :func:`tta_views` when True,
+    else the faces alone. Returns ((views · n, 48, 48, 1) float32, views), view after view, ready for
+    one ``Backend.predict`` call whose output :func:`view_mean` folds back.
+    """
+    faces = np.asarray(faces)
+    views = tta_views(faces) if tta else [faces.astype(np.float32)]
+    return np.ascontiguousarray(np.concatenate(views)[..., None], dtype=np.float32), len(views)
+
+
+def view_mean(proba: np.ndarray, views: int) -> np.ndarray:
+    """(views · n, 7) probabilities of a :func:`view_batch` → (n, 7) float64 mean over the views."""
+    proba = np.asarray(proba, np.float64)
+    return proba.reshape(views, -1, proba.shape[-1]).mean(axis=0)
+
+
+def combine(probas: Sequence[np.ndarray]) -> np.ndarray:
+    """The output of an ensemble: the mean of its members' (view-averaged) probabilities.
+
+    ``probas``: one (n, 7) array per member. Returns (n, 7) float32. The serving path
+    (:class:`EnsembleBackend`) and the scoring of a tier when it is shipped both call this, so a
+    tier's recorded figures are those of what it serves."""
+    if len(probas) == 0:
+        raise ValueError("an ensemble needs at least one member's probabilities")
+    return np.mean(np.asarray([np.asarray(p, np.float64) for p in probas]), axis=0).astype(np.float32)
+
+
 class EnsembleBackend:
     """Averages the probabilities of several backends, optionally over the ten TTA views.
 
@@ -68,19 +99,14 @@ class EnsembleBackend:
         self.tta = bool(tta)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """(n, 48, 48, 1) float32 0–255 → (n, 7) mean probabilities."""
+        """(n, 48, 48, 1) float32 0–255 → (n, 7) mean probabilities (:func:`combine`)."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (FACE_SIZE, FACE_SIZE, 1):
             raise ValueError(f"expected (n, {FACE_SIZE}, {FACE_SIZE}, 1) faces, got shape {x.shape}")
-        n = x.shape[0]
-        if n == 0:
+        if x.shape[0] == 0:
             return np.zeros((0, NUM_CLASSES), np.float32)
-        views = tta_views(x[..., 0]) if self.tta else [x[..., 0]]
-        batch = np.ascontiguousarray(np.concatenate(views)[..., None])
-        total = np.zeros((len(views), n, NUM_CLASSES), np.float64)
-        for member in self.members:
-            total += np.asarray(member.predict(batch), np.float64).reshape(len(views), n, NUM_CLASSES)
-        return (total.sum(axis=0) / (len(views) * len(self.members))).astype(np.float32)
+        batch, views = view_batch(x[..., 0], self.tta)
+        return combine([view_mean(member.predict(batch), views) for member in self.members])
 
 
 def tier_dir(name: str) -> Path:
@@ -131,7 +157,7 @@ def is_manifest(path: str | Path) -> bool:
 
 def resolve_tier(name_or_path: str | Path | None) -> Path:
     """The file behind a tier: "fast"/None → the shipped default model, "accurate" (or any other
-    name of a folder in models/) → its manifest, a path → that path. ``load_temperature`` of the
+    name of a folder in models/) → its manifest, a path → that path. ``saved_temperature`` of the
     result finds the tier's calibration."""
     if name_or_path is None or str(name_or_path) == "fast":
         return default_model_path()
@@ -158,6 +184,8 @@ def load_tier(name_or_path: str | Path | None = None) -> Backend:
 
 def load_classifier(name_or_path: str | Path | None = None) -> EmotionClassifier:
     """An ``EmotionClassifier`` for a tier name ("fast", "accurate"), a tier folder or a model file,
-    with the temperature saved for it."""
+    with the temperature saved for it when it applies (:func:`saved_temperature`)."""
     path = resolve_tier(name_or_path)
-    return EmotionClassifier(backend=load_tier(path), temperature=load_temperature(path))
+    backend = load_tier(path)
+    tta = isinstance(backend, EnsembleBackend) and backend.tta
+    return EmotionClassifier(backend=backend, temperature=saved_temperature(path, tta))

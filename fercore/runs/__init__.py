@@ -39,9 +39,9 @@ from fercore.runs.files import (
     write_config,
     write_json_atomic,
 )
-from fercore.runs.launch import launch_training
 from fercore.runs.owner import (
     TrainingBusyError,
+    UnsupportedPlatformError,
     lock_holder,
     owner,
     owner_alive,
@@ -84,6 +84,7 @@ __all__ = [
     "TENSORBOARD",
     "RunView",
     "TrainingBusyError",
+    "UnsupportedPlatformError",
     "active_run",
     "append_metrics",
     "best_val",
@@ -94,7 +95,6 @@ __all__ = [
     "effective_state",
     "elapsed",
     "fmt_duration",
-    "launch_training",
     "list_runs",
     "lock_holder",
     "log_tail",

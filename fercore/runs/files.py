@@ -120,10 +120,12 @@ def read_json(file: Path) -> dict[str, Any]:
 
 
 def write_config(run_dir: str | Path, config: dict[str, Any]) -> None:
+    """Write ``config`` (a ``TrainConfig`` as a dict) as ``run_dir``'s config.json, atomically."""
     write_json_atomic(path(run_dir, CONFIG), config)
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:
+    """The config.json of ``run_dir`` as a dict."""
     return read_json(path(run_dir, CONFIG))
 
 
@@ -243,10 +245,12 @@ def request_stop(run_dir: str | Path) -> None:
 
 
 def stop_requested(run_dir: str | Path) -> bool:
+    """Whether someone asked the training in ``run_dir`` to stop (the STOP file exists)."""
     return path(run_dir, STOP).exists()
 
 
 def clear_stop(run_dir: str | Path) -> None:
+    """Forget a stop request of ``run_dir`` (a resumed run starts without one)."""
     path(run_dir, STOP).unlink(missing_ok=True)
 
 

@@ -6,13 +6,18 @@ kernel drops it when its holder dies, however it dies, so a stale lock cannot ex
 no check-then-reclaim race; the file also records the holder (pid, start time, run) for messages.
 A launcher takes the lock, hands it to the training process it starts (an inherited fd named in
 ``$FER_TRAINING_LOCK_FD``), then closes its own copy.
+
+Both mechanisms are Linux's (``fcntl.flock`` is POSIX; process start times come from ``/proc``). They
+sit behind this module's small interface — :func:`owner`, :func:`owner_alive`, :func:`take_lock`,
+:func:`training_lock`, :func:`record_holder`, :func:`release_lock` — which raises
+:class:`UnsupportedPlatformError` with a clear message elsewhere, rather than failing somewhere inside.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +30,23 @@ class TrainingBusyError(RuntimeError):
     """Another training holds the runs folder (one at a time)."""
 
 
+class UnsupportedPlatformError(RuntimeError):
+    """Run ownership and the training lock need Linux (fcntl.flock and /proc)."""
+
+
+SUPPORTED = sys.platform.startswith("linux")
+
+
+def _require_linux(what: str) -> None:
+    if not SUPPORTED:
+        raise UnsupportedPlatformError(
+            f"{what} needs Linux/POSIX (fcntl.flock and /proc/<pid>/stat); this is {sys.platform}"
+        )
+
+
 def process_start(pid: int) -> int | None:
     """Start time of a live process in clock ticks since boot (/proc/<pid>/stat field 22), else None."""
+    _require_linux("telling whether a run's process still lives")
     try:
         with open(f"/proc/{int(pid)}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()  # the name in (…) may hold spaces
@@ -77,6 +97,9 @@ def lock_holder(root: str | Path) -> dict[str, Any]:
 def take_lock(root: str | Path) -> int:
     """Take the runs folder's lock and return its fd (the lock lives as long as the fd);
     :class:`TrainingBusyError` if another process or thread holds it."""
+    _require_linux("the one-training-at-a-time lock")
+    import fcntl  # POSIX only: checked above
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     fd = _inherited_lock(root / LOCK)

@@ -4,7 +4,6 @@ callbacks and ``fit(config, run_dir)``. TensorFlow loads only when training star
 from fercore.train.augment import augment_batch, mixup_batch
 from fercore.train.config import (
     EXPORT_CHECKPOINTS,
-    MODELS,
     OPTIMIZERS,
     SCHEDULES,
     STRATEGIES,
@@ -21,7 +20,6 @@ from fercore.train.dataset import (
     make_train_dataset,
     prepare_data,
     steps_per_epoch,
-    stratified_subset,
 )
 from fercore.train.distributed import get_strategy
 from fercore.train.fit import build_for_training, export_final, fit
@@ -29,7 +27,6 @@ from fercore.train.schedule import make_schedule
 
 __all__ = [
     "EXPORT_CHECKPOINTS",
-    "MODELS",
     "OPTIMIZERS",
     "SCHEDULES",
     "STRATEGIES",
@@ -51,5 +48,4 @@ __all__ = [
     "options",
     "prepare_data",
     "steps_per_epoch",
-    "stratified_subset",
 ]

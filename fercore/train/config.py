@@ -8,22 +8,29 @@ page's form are generated from it, so a new choice shows up everywhere at once.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from fercore.models.architectures import ARCHITECTURES, read_model_config
+from fercore.models.architectures import list_models, read_model_config
 from fercore.train.precision import PRECISIONS
 
-MODELS: tuple[str, ...] = tuple(ARCHITECTURES)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "linear", "constant", "plateau")
 STRATEGIES = ("default", "mirrored", "multiworker")
 EXPORT_CHECKPOINTS = ("last", "best")
 
 
-def _opt(default: Any, help: str, label: str = "", choices: tuple[str, ...] = (), **extra: Any) -> Any:
-    """A dataclass field whose metadata carries what a CLI flag or a form widget needs."""
+def _opt(
+    default: Any,
+    help: str,
+    label: str = "",
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
+    **extra: Any,
+) -> Any:
+    """A dataclass field whose metadata carries what a CLI flag or a form widget needs. ``choices`` is
+    a tuple or a function asked each time (a registry, e.g. :func:`list_models`)."""
     meta = {"help": help, "label": label, "choices": choices, **extra}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -64,7 +71,7 @@ class TrainConfig:
     """Everything that defines a training run; saved as the run's config.json and in the model."""
 
     data: str = _opt("", "FER2013 CSV, Kaggle folder layout or class-folder image set", "Dataset")
-    model: str = _opt("fernet", "architecture", "Architecture", MODELS)
+    model: str = _opt("fernet", "architecture", "Architecture", list_models)
     model_params: dict[str, Any] = _opt({}, "keyword arguments of the architecture's builder")
     epochs: int = _opt(30, "epochs to train", "Epochs", minimum=1, maximum=1000)
     batch_size: int = _opt(128, "images per step", "Batch size", minimum=1, maximum=4096)
@@ -73,7 +80,8 @@ class TrainConfig:
     weight_decay: float = _opt(5e-4, "decoupled weight decay (sgd, adamw)", "Weight decay", minimum=0.0, maximum=1.0)
     schedule: str = _opt(
         "onecycle",
-        "onecycle/cosine: warm-up then cosine to 1e-3/1e-2 of lr; linear: warm-up then straight to 0 (budgeted training); plateau: halve on a val_loss plateau",
+        "onecycle/cosine: warm-up then cosine to 1e-3/1e-2 of lr; linear: warm-up then straight to 0 "
+        "(budgeted training); plateau: halve on a val_loss plateau",
         "LR schedule",
         SCHEDULES,
     )
@@ -83,8 +91,8 @@ class TrainConfig:
     )
     class_weights: bool = _opt(False, "weigh rare classes (disgust) up", "Class weights")
     ferplus: str = _opt("", "ferplus_votes.csv for soft labels")
-    ferplus_weight: float = _opt(0.0, "0 = FER2013 labels only, 1 = FER+ vote shares only")
-    teacher: str = _opt("", "cached teacher probabilities (.npz from python -m training.teacher) to distil from")
+    ferplus_weight: float = _opt(0.0, "0 = FER2013 labels only, 1 = FER+ vote shares only", minimum=0.0, maximum=1.0)
+    teacher: str = _opt("", "teacher probabilities to distil from: a CSV from python -m training.evaluate --proba-out")
     teacher_weight: float = _opt(
         0.0, "share of the target taken from the teacher; 0 = no distillation", minimum=0.0, maximum=1.0
     )
@@ -97,8 +105,8 @@ class TrainConfig:
         0, "train on N images (stratified by class); 0 = all", "Subset size (0 = all)", minimum=0, maximum=10_000_000
     )
     val_split: str = _opt("test", "split used for validation (PublicTest by default)")
-    val_fraction: float = _opt(0.1, "held out from train when the data has no val_split")
-    early_stopping: int = _opt(0, "patience in epochs on val_accuracy; 0 = off")
+    val_fraction: float = _opt(0.1, "held out from train when the data has no val_split", minimum=0.0, maximum=0.9)
+    early_stopping: int = _opt(0, "patience in epochs on val_accuracy; 0 = off", minimum=0, maximum=1000)
     seed: int = _opt(1, "seeds the weights, the data order and the augmentation")
     init_from: str = _opt("", "a .keras model to fine-tune (its architecture is used)", "Start from")
     swa_epochs: int = _opt(
@@ -110,7 +118,7 @@ class TrainConfig:
         maximum=1000,
     )
     strategy: str = _opt("default", "tf.distribute strategy (multiworker reads TF_CONFIG)", "Strategy", STRATEGIES)
-    log_every: int = _opt(20, "batches between metrics.csv rows")
+    log_every: int = _opt(20, "batches between metrics.csv rows", minimum=1, maximum=1_000_000)
     precision: str = _opt(
         "auto",
         "compute precision; auto = bfloat16 where the hardware runs it natively (AMX/AVX512-BF16 CPUs, "
@@ -135,10 +143,17 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        """The one validation of a config (the CLI, the Train form and a run's config.json all build
+        one): declared choices and bounds, then the rules between options. ValueError, one line."""
         for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {', '.join(choices)}")
+            value, choices = getattr(self, f.name), _choices(f)
+            if choices and value not in choices:
+                raise ValueError(f"unknown {f.name} {value!r}; choose one of {', '.join(choices)}")
+            low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
+            if (low is not None or high is not None) and not isinstance(value, (int, float)):
+                raise ValueError(f"{f.name} must be a number, got {value!r}")
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise ValueError(f"{f.name} must be between {low:g} and {high:g}, got {value!r}")
         if self.swa_epochs and self.strategy != "default":
             raise ValueError("swa_epochs needs the default strategy (the mean is kept on one machine)")
 
@@ -165,6 +180,7 @@ class TrainConfig:
         return cls(augment=Augment(**aug), **d)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-able values (what config.json holds)."""
         return asdict(self)
 
 
@@ -174,7 +190,7 @@ def architecture(model_name: str, params: dict[str, Any], init_from: str = "") -
     if init_from:
         stored = read_model_config(init_from) or {}
         name, stored_params = stored.get("model"), stored.get("model_params")
-        if isinstance(name, str) and name in ARCHITECTURES and isinstance(stored_params, dict):
+        if isinstance(name, str) and name in list_models() and isinstance(stored_params, dict):
             return name, stored_params
     return model_name, params
 
@@ -218,11 +234,16 @@ def options(cls: type = TrainConfig) -> dict[str, Option]:
             _default(f),
             f.metadata.get("help", ""),
             f.metadata.get("label", ""),
-            tuple(f.metadata.get("choices", ())),
+            _choices(f),
             f.metadata.get("minimum"),
             f.metadata.get("maximum"),
         )
     return out
+
+
+def _choices(f: Field[Any]) -> tuple[str, ...]:
+    choices = f.metadata.get("choices", ())
+    return tuple(choices() if callable(choices) else choices)
 
 
 def _default(f: Field[Any]) -> Any:
@@ -244,10 +265,10 @@ def init_from_choices(runs_dir: str | Path | None = None) -> dict[str, str]:
     return out
 
 
-def form_config(values: dict[str, Any], augment: dict[str, bool]) -> dict[str, Any]:
-    """The config dict a form submits: its values, on/off augmentations, and a log interval that
-    gives ~10 metrics rows per epoch (so short runs still draw a curve)."""
-    cfg = TrainConfig.from_dict({**values, "augment": Augment.from_switches(augment)})
-    steps = max(1, (cfg.subset or 28_000) // cfg.batch_size)
-    cfg.log_every = max(1, min(20, steps // 10))
-    return cfg.to_dict()
+def form_config(values: dict[str, Any], augment: dict[str, bool]) -> TrainConfig:
+    """The config a form submits, validated once (ValueError, one line): its ``values``, on/off
+    ``augment`` switches, and a log interval that gives ~10 metrics rows per epoch (so short runs
+    still draw a curve)."""
+    steps = max(1, (values.get("subset") or 28_000) // max(1, int(values.get("batch_size") or 128)))
+    values = {**values, "log_every": max(1, min(20, steps // 10)), "augment": Augment.from_switches(augment)}
+    return TrainConfig.from_dict(values)

@@ -11,22 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from fercore.data.dataset import stratified_subset
 from fercore.labels import NUM_CLASSES
 from fercore.train.augment import augment_batch, mixup_batch
 from fercore.train.config import TrainConfig
-
-
-def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of about ``n`` samples keeping class proportions."""
-    rng = np.random.default_rng(seed)
-    if n <= 0 or n >= len(labels):
-        return np.arange(len(labels))
-    picks = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        k = max(1, int(round(n * len(idx) / len(labels))))
-        picks.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
-    return np.sort(np.concatenate(picks))
 
 
 def class_weight_vector(labels: np.ndarray) -> np.ndarray:
@@ -55,7 +43,7 @@ def prepare_data(config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
     if len(train) < 2:
         raise DataError(f"{config.data}: too few training images ({len(train)})")
     if config.subset:
-        train = train.subset(stratified_subset(train.labels, config.subset, config.seed))
+        train = stratified_subset(train, limit=config.subset, seed=config.seed)
     targets = np.eye(NUM_CLASSES, dtype=np.float32)[train.labels]
     if config.ferplus and config.ferplus_weight > 0:
         rows, votes = load_ferplus_votes(config.ferplus)

@@ -102,14 +102,36 @@ def build_for_training(config: TrainConfig, resume_from: Path | None = None, ste
     return model
 
 
+def begin_run(config: TrainConfig, run_dir: str | Path, pid: int | None = None) -> TrainConfig:
+    """Start a fresh run directory: the only writer of a run's ``config.json`` and its first ``status.json``.
+
+    ``config``: the validated config (a fine-tuning run records the architecture it loads, not what a
+    form said: :func:`with_init_architecture`); ``run_dir``: the new run's folder (created);
+    ``pid``: the process that owns the run until training starts (this one by default; a launcher
+    names itself, then its child). Returns the config as recorded."""
+    run_dir = Path(run_dir)
+    config = with_init_architecture(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.write_config(run_dir, config.to_dict())
+    first = {"state": "starting", "error": None, "finished": None, "epochs": config.epochs, "started": time.time()}
+    runs.write_json_atomic(runs.path(run_dir, runs.STATUS), {**first, **runs.owner(pid), "updated": time.time()})
+    return config
+
+
 def fit(
-    config: TrainConfig, run_dir: str | Path, resume: bool = False, verbose: int = 1, callbacks: Iterable[Any] = ()
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    verbose: int = 1,
+    callbacks: Iterable[Any] = (),
+    begun: bool = False,
 ) -> dict[str, Any]:
     """Train according to ``config`` into ``run_dir``; returns the final status dict.
 
     One training at a time per runs folder (``run_dir``'s parent): raises
     :class:`fercore.runs.TrainingBusyError` when another one holds it. ``callbacks`` run before
-    the run's own (tests use them to stop at a given step).
+    the run's own (tests use them to stop at a given step). A fresh run is begun here
+    (:func:`begin_run`) unless ``begun``: a launcher already did (``config`` is then what it recorded).
 
     A non-chief worker of a multi-worker job (:func:`is_chief`) takes no lock and writes nothing
     into ``run_dir``: see :func:`_fit_worker`.
@@ -120,23 +142,15 @@ def fit(
     with runs.training_lock(run_dir.parent, run_dir.name), StopFlag(run_dir) as stop:
         if resume and not (run_dir / runs.LAST).exists():
             raise FileNotFoundError(f"{run_dir}: nothing to resume (no {runs.LAST})")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if resume:  # the request that stopped it is spent; a fresh run honours an early Stop
+        if resume:  # the request that stopped it is spent; --epochs may have extended it
             runs.clear_stop(run_dir)
-        else:  # a fine-tuning run records the architecture it loads, not what a form said
-            config = with_init_architecture(config)
-        runs.write_config(run_dir, config.to_dict())
-        if not resume:  # a fresh run starts from a clean status (a launcher may have written one)
-            runs.write_json_atomic(runs.path(run_dir, runs.STATUS), {})
-        runs.update_status(
-            run_dir,
-            state="starting",
-            error=None,
-            finished=None,
-            epochs=config.epochs,
-            started=time.time(),
-            **runs.owner(),
-        )
+            runs.write_config(run_dir, config.to_dict())
+            runs.update_status(
+                run_dir, state="starting", error=None, finished=None, epochs=config.epochs, started=time.time()
+            )
+        elif not begun:
+            config = begin_run(config, run_dir)
+        runs.update_status(run_dir, **runs.owner())  # this process trains it now
         try:
             return _train(config, run_dir, resume, verbose, list(callbacks), stop)
         except BaseException as exc:  # record why, then let the caller see it

@@ -23,7 +23,7 @@ import numpy as np
 
 from fercore.inference.preprocess import FACE_SIZE
 from fercore.labels import NUM_CLASSES
-from fercore.models.architectures import ARCHITECTURES, build_model, count_flops
+from fercore.models.architectures import build_model, count_flops, get_model_builder
 from fercore.train.config import TrainConfig
 from fercore.train.precision import keras_policy
 
@@ -63,11 +63,7 @@ class ModelSummary:
 def builder_params(model_name: str) -> dict[str, Any]:
     """The keyword parameters of an architecture's builder and their defaults (the form's help and
     the check of typed parameters use the builder itself, so they never go stale)."""
-    try:
-        builder = ARCHITECTURES[model_name]
-    except KeyError:
-        raise ValueError(f"unknown model {model_name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}") from None
-    sig = inspect.signature(builder)
+    sig = inspect.signature(get_model_builder(model_name))
     return {n: p.default for n, p in sig.parameters.items() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
 
 

@@ -17,6 +17,8 @@ from fercore.types import Box, DetectorError
 
 @runtime_checkable
 class FaceDetector(Protocol):
+    """What finds faces: ``detect`` maps an RGB uint8 image to ``Box`` es in its pixels."""
+
     def detect(self, rgb: np.ndarray) -> list[Box]:
         """Face boxes in ``rgb``'s pixels (``rgb``: uint8 H×W×3)."""
         ...

@@ -1,4 +1,4 @@
-"""Personal calibration: read a face relative to its own neutral expression.
+"""A personal neutral baseline: read a face relative to its own expression at rest.
 
 Many faces look "sad" or "angry" to a FER model when they are at rest. Capturing a few seconds of
 the user's neutral face gives a baseline ``b`` — the mean of the model's raw probabilities over
@@ -76,7 +76,7 @@ class CaptureResult:
         return " ".join(parts)
 
 
-class PersonalCalibration:
+class PersonalBaseline:
     """A pipeline step (after the tracker) that captures and applies per-face neutral baselines.
 
     ``start(seconds)`` captures the raw probabilities of every tracked face for that long; each face

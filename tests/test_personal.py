@@ -1,11 +1,11 @@
-"""fercore.inference.baseline: the personal neutral calibration rule and its pipeline step."""
+"""fercore.inference.personal: the personal neutral baseline rule and its pipeline step."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fercore.inference.baseline import FLOOR, NEUTRAL, PersonalCalibration, apply_baseline, fit_baseline, reference
+from fercore.inference.personal import FLOOR, NEUTRAL, PersonalBaseline, apply_baseline, fit_baseline, reference
 from fercore.labels import EMOTIONS
 from fercore.types import Box, FacePrediction
 
@@ -67,7 +67,7 @@ def _face(face_id: int, probs: np.ndarray) -> FacePrediction:
 
 
 def test_the_step_captures_per_face_then_applies_only_where_a_baseline_exists():
-    step = PersonalCalibration(min_frames=3)
+    step = PersonalBaseline(min_frames=3)
     resting = _probs(sad=0.6, neutral=0.4)
     step.start(3.0, now=100.0)
     for t in range(5):  # face 1 seen 5 times, face 2 only twice during the capture
@@ -84,7 +84,7 @@ def test_the_step_captures_per_face_then_applies_only_where_a_baseline_exists():
 
 
 def test_a_capture_without_faces_says_so_and_a_new_capture_replaces_the_report():
-    step = PersonalCalibration(min_frames=2)
+    step = PersonalBaseline(min_frames=2)
     assert step.last_capture is None
     step.start(1.0, now=10.0)
     step([], now=10.5)
