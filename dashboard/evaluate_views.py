@@ -99,7 +99,7 @@ def results(res: EvalResult, view: str) -> None:
         help=f"expected calibration error of the shown probabilities (temperature {result['temperature']:.2f}; "
         f"{result['ece_uncalibrated']:.3f} before)",
     )
-    left, right = st.columns([3, 2], gap="large")
+    left, right = st.columns(2, gap="medium")
     with left:
         norm = st.toggle("Normalise rows (recall)", value=True, key=f"eval_norm_{view}")
         confusion(result["confusion"], "Confusion matrix", f"confusion_{view}", norm)
