@@ -144,10 +144,10 @@ def bench_ours(config, images, labels, steps: int, warmup: int, only: set[str], 
 
     from fercore.labels import NUM_CLASSES
     from fercore.train import build_for_training, make_train_dataset
+    from fercore.train.precision import keras_policy
 
     keras.utils.set_random_seed(config.seed)
-    if getattr(config, "mixed_precision", False):
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.mixed_precision.set_global_policy(keras_policy(config.precision))
     model = build_for_training(config, None)
     targets = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
     weights = np.ones(len(images), np.float32)

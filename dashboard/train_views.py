@@ -15,6 +15,7 @@ from fercore import runs
 from fercore.data import locations
 from fercore.train import MODELS, TrainConfig, preview, steps_per_epoch
 from fercore.train.config import architecture
+from fercore.train.precision import resolve_precision
 
 PROBED = "train_probed"  # session state: the probe keys this session asked for
 PREFILLED = "train_prefilled"  # session state: the start a "Fine-tune from this run" click filled in
@@ -54,12 +55,12 @@ def _describe(name: str, params_json: str) -> preview.ModelSummary:
 
 
 @st.cache_data(show_spinner="Timing a few training and validation steps on this machine…", max_entries=32)
-def _probe(name: str, params_json: str, batch_size: int, mixed_precision: bool) -> tuple[float, float, float]:
+def _probe(name: str, params_json: str, batch_size: int, precision: str) -> tuple[float, float, float]:
     """(seconds per training step, seconds per validation step, the load average then), measured once
     per server."""
     params = json.loads(params_json)
-    train = preview.probe_seconds_per_step(name, params, batch_size, mixed_precision)
-    val = preview.probe_seconds_per_step(name, params, preview.EVAL_BATCH, mixed_precision, training=False)
+    train = preview.probe_seconds_per_step(name, params, batch_size, precision)
+    val = preview.probe_seconds_per_step(name, params, preview.EVAL_BATCH, precision, training=False)
     return train, val, os.getloadavg()[0]
 
 
@@ -101,7 +102,7 @@ def model_preview(config: dict[str, Any]) -> None:
     cols[0].metric("Parameters", f"{summary.total_params:,}", help=f"{summary.trainable_params:,} trainable")
     cols[1].metric("FLOPs per face", f"{summary.flops / 1e6:,.1f} M", help="multiply-adds × 2, forward pass")
     cols[2].metric("Layers", len(summary.layers))
-    batch, bf16 = int(config["batch_size"]), bool(config["mixed_precision"])
+    batch, bf16 = int(config["batch_size"]), resolve_precision(config["precision"])
     key = f"{name}|{params_json}|{batch}|{bf16}"
     probed: set[str] = st.session_state.setdefault(PROBED, set())
     if cols[3].button(
@@ -116,7 +117,7 @@ def model_preview(config: dict[str, Any]) -> None:
     st.dataframe(summary.rows(), hide_index=True, height=min(400, 38 + 35 * len(summary.layers)))
 
 
-def _estimate(where: Any, config: dict[str, Any], name: str, params_json: str, batch: int, bf16: bool) -> None:
+def _estimate(where: Any, config: dict[str, Any], name: str, params_json: str, batch: int, bf16: str) -> None:
     """Time per epoch (and for the whole run) from the probe, scaled to the config's training images."""
     try:
         step, val_step, load = _probe(name, params_json, batch, bf16)
@@ -129,7 +130,7 @@ def _estimate(where: Any, config: dict[str, Any], name: str, params_json: str, b
             images = _images(json.dumps(config, sort_keys=True), common.file_key(Path(config["data"])))
         except common.USER_ERRORS as exc:
             common.show_error(exc, "Dataset")
-    precision = "bfloat16" if bf16 else "float32"
+    precision = bf16
     when = f"Measured at a load average of {load:.1f} on {os.cpu_count()} cores (other work slows training alike)"
     if images is None:
         where.metric("Per 1,000 training images", runs.fmt_duration(step * 1000 / batch))

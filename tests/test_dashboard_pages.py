@@ -602,13 +602,14 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
 def test_train_page_previews_a_tiny_model_and_its_time_per_epoch(tmp_path, class_folder, monkeypatch):
     from fercore.models.architectures import build_model, count_flops
     from fercore.train import preview
+    from fercore.train.precision import resolve_precision
 
     tiny = {"widths": [8], "depths": [1], "stem_width": 8}
     monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
     timed = []
 
-    def fake_probe(name, params, batch_size, mixed_precision=False, training=True, **_):
-        timed.append((name, params, batch_size, mixed_precision, training))
+    def fake_probe(name, params, batch_size, precision="auto", training=True, **_):
+        timed.append((name, params, batch_size, precision, training))
         return 0.25 if training else 0.1
 
     monkeypatch.setattr(preview, "probe_seconds_per_step", fake_probe)  # the probe itself: test_train_preview
@@ -631,7 +632,8 @@ def test_train_page_previews_a_tiny_model_and_its_time_per_epoch(tmp_path, class
     assert not list((tmp_path / "runs").glob("*")), "a preview starts nothing"
     button(at, "Measure time per epoch").click().run()
     assert_ok(at)
-    assert timed[0] == ("fernet", tiny, 32, False, True) and timed[1][2:] == (256, False, False)
+    here = resolve_precision("auto")  # the form's default precision follows this machine
+    assert timed[0] == ("fernet", tiny, 32, here, True) and timed[1][2:] == (256, here, False)
     expected = preview.epoch_estimate(0.25, 140, 32, 35, 0.1)  # 4 steps of 32 + one validation batch
     assert {m.label: m.value for m in at.metric}["Time per epoch"] == f"≈ {runs_fmt(expected)}"
     at.run()

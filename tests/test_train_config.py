@@ -50,7 +50,7 @@ def test_cli_flags_are_generated_from_the_config():
     for name in scalar:
         assert hasattr(args, name), f"--{name.replace('_', '-')} missing"
     with pytest.raises(SystemExit):
-        parse_args(["--schedule", "linear"])
+        parse_args(["--schedule", "staircase"])
     off = resolve_config(parse_args(["--no-augment"]))["augment"]
     assert not any(dataclasses.asdict(off).values())
 

@@ -68,7 +68,7 @@ def test_probe_is_positive_finite_and_grows_with_the_batch():
 def test_probe_in_bfloat16_leaves_the_thread_policy_alone():
     import keras
 
-    seconds = preview.probe_seconds_per_step("fernet", TINY, 8, mixed_precision=True, steps=2, warmup=1)
+    seconds = preview.probe_seconds_per_step("fernet", TINY, 8, precision="bfloat16", steps=2, warmup=1)
     assert np.isfinite(seconds) and seconds > 0
     assert keras.config.dtype_policy().name == "float32"
     with pytest.raises(ValueError):

@@ -70,3 +70,16 @@ def test_checkpoint_with_a_float_rate_follows_the_curve_after_resume(tmp_path):
     assert lr_of_step(again.optimizer, 7) == pytest.approx(old_lr_at(7, 5, cfg), rel=2e-6)
     for a, b in zip(again.optimizer.variables, resumed.optimizer.variables, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_linear_schedule_warms_up_then_falls_straight_to_zero():
+    from fercore.train.config import TrainConfig
+    from fercore.train.schedule import make_schedule
+
+    config = TrainConfig(schedule="linear", lr=0.1, epochs=10, warmup_epochs=1.0)
+    lr = make_schedule(config, steps_per_epoch=10)
+    values = [float(lr(s)) for s in (0, 5, 10, 55, 100, 120)]
+    assert values[0] == pytest.approx(0.01) and values[1] == pytest.approx(0.055)
+    assert values[2] == pytest.approx(0.1)  # the peak at the end of warm-up
+    assert values[3] == pytest.approx(0.05)  # halfway down the line
+    assert values[4] == pytest.approx(0.0) and values[5] == pytest.approx(0.0)

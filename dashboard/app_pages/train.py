@@ -19,7 +19,7 @@ st.title("Train")
 RUNS = runs.default_runs_dir()
 OPTIONS = options(TrainConfig)
 FORM = ["model", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing", "subset"]
-FORM += ["warmup_epochs", "weight_decay", "export_checkpoint", "class_weights", "mixed_precision"]
+FORM += ["warmup_epochs", "weight_decay", "export_checkpoint", "class_weights", "precision"]
 PARAMS_HELP = "Keyword arguments of the architecture (a JSON object); defaults: " + "; ".join(
     f"{m}: `{json.dumps(preview.builder_params(m))}`" for m in OPTIONS["model"].choices
 )

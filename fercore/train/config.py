@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from fercore.models.architectures import ARCHITECTURES, read_model_config
+from fercore.train.precision import PRECISIONS
 
 MODELS: tuple[str, ...] = tuple(ARCHITECTURES)
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("onecycle", "cosine", "constant", "plateau")
+SCHEDULES = ("onecycle", "cosine", "linear", "constant", "plateau")
 STRATEGIES = ("default", "mirrored", "multiworker")
 EXPORT_CHECKPOINTS = ("last", "best")
 
@@ -72,7 +73,7 @@ class TrainConfig:
     weight_decay: float = _opt(5e-4, "decoupled weight decay (sgd, adamw)", "Weight decay", minimum=0.0, maximum=1.0)
     schedule: str = _opt(
         "onecycle",
-        "onecycle/cosine: warm-up then cosine to 1e-3/1e-2 of lr; plateau: halve on a val_loss plateau",
+        "onecycle/cosine: warm-up then cosine to 1e-3/1e-2 of lr; linear: warm-up then straight to 0 (budgeted training); plateau: halve on a val_loss plateau",
         "LR schedule",
         SCHEDULES,
     )
@@ -110,7 +111,20 @@ class TrainConfig:
     )
     strategy: str = _opt("default", "tf.distribute strategy (multiworker reads TF_CONFIG)", "Strategy", STRATEGIES)
     log_every: int = _opt(20, "batches between metrics.csv rows")
-    mixed_precision: bool = _opt(False, "bfloat16 compute (fast on CPUs with AMX/AVX512-BF16)")
+    precision: str = _opt(
+        "auto",
+        "compute precision; auto = bfloat16 where the hardware runs it natively (AMX/AVX512-BF16 CPUs, "
+        "GPUs >= sm80), float16 on older GPUs, else float32 (AVX2-only CPUs emulate bfloat16, many times slower)",
+        "Precision",
+        PRECISIONS,
+    )
+    ema: float = _opt(
+        0.0,
+        "keep an exponential moving average of the weights (momentum, e.g. 0.999) and export it; 0 = off",
+        "Weight EMA",
+        minimum=0.0,
+        maximum=0.99999,
+    )
     init_from_config: dict[str, Any] = _opt({}, "the training config stored in init_from, if any")
     export_checkpoint: str = _opt(
         "last",
@@ -133,10 +147,13 @@ class TrainConfig:
         """Build from a (possibly partial) dict; unknown keys or choices raise ValueError."""
         if not isinstance(d, dict):
             raise ValueError(f"a training config is a JSON object, not {type(d).__name__}")
-        unknown = set(d) - {f.name for f in fields(cls)}
+        unknown = set(d) - {f.name for f in fields(cls)} - {"mixed_precision"}
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         d = dict(d)
+        if "mixed_precision" in d:  # configs before the precision rule: true meant "bfloat16 here"
+            legacy = d.pop("mixed_precision")
+            d.setdefault("precision", "auto" if legacy else "float32")
         aug = d.pop("augment", None) or {}
         if isinstance(aug, Augment):
             aug = asdict(aug)

@@ -34,6 +34,7 @@ from fercore.train.distributed import (
     is_chief,
     num_workers,
 )
+from fercore.train.precision import keras_policy, resolve_precision
 from fercore.train.schedule import FLOORS, attach_schedule, make_schedule
 
 
@@ -74,21 +75,25 @@ def build_for_training(config: TrainConfig, resume_from: Path | None = None, ste
     """Build (or load) and compile the model inside the current strategy scope."""
     import keras
 
+    import fercore.train.linear_schedule  # noqa: F401 - registers the linear schedule for load_model
     from fercore.models.architectures import build_model, load_keras_model
 
     if resume_from is not None:
         model = keras.models.load_model(resume_from, compile=True)
-        if config.schedule in FLOORS:  # constant/plateau keep the (possibly reduced) saved rate
+        if (
+            config.schedule in FLOORS or config.schedule == "linear"
+        ):  # constant/plateau keep the (possibly reduced) saved rate
             attach_schedule(model.optimizer, config, steps_per_epoch)
         return model
     model = load_keras_model(config.init_from) if config.init_from else build_model(config.model, **config.model_params)
     lr = make_schedule(config, steps_per_epoch)
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if config.optimizer == "sgd":
-        opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+        opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None, **ema)
     elif config.optimizer == "adam":
-        opt = keras.optimizers.Adam(lr)
+        opt = keras.optimizers.Adam(lr, **ema)
     else:
-        opt = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+        opt = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
     model.compile(
         optimizer=opt,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -187,7 +192,8 @@ def _train(
     from fercore.train.swa import WeightAverager
 
     keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if config.mixed_precision else "float32")
+    precision = resolve_precision(config.precision)
+    keras.mixed_precision.set_global_policy(keras_policy(precision))
     strategy = get_strategy(config.strategy)
     stop.arm()  # a MultiWorkerMirroredStrategy has just replaced the SIGTERM handler
     replicas = strategy.num_replicas_in_sync
@@ -226,6 +232,7 @@ def _train(
         state="running",
         n_train=len(tx),
         n_val=len(vx),
+        precision=precision,
         steps_per_epoch=spe,
         params=int(model.count_params()),
         step=step,

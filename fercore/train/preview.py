@@ -25,6 +25,7 @@ from fercore.inference.preprocess import FACE_SIZE
 from fercore.labels import NUM_CLASSES
 from fercore.models.architectures import ARCHITECTURES, build_model, count_flops
 from fercore.train.config import TrainConfig
+from fercore.train.precision import keras_policy
 
 EVAL_BATCH = 256  # make_eval_dataset's batch: validation runs at this size whatever the training batch
 _PROBE_LOCK = threading.Lock()  # two probes at once would each time the other's work
@@ -118,7 +119,7 @@ def probe_seconds_per_step(
     model_name: str,
     params: dict[str, Any],
     batch_size: int,
-    mixed_precision: bool = False,
+    precision: str = "auto",
     steps: int = 4,
     warmup: int = 2,
     training: bool = True,
@@ -135,13 +136,13 @@ def probe_seconds_per_step(
 
     from fercore.train.fit import build_for_training
 
-    config = TrainConfig(model=model_name, model_params=params, batch_size=batch_size, mixed_precision=mixed_precision)
+    config = TrainConfig(model=model_name, model_params=params, batch_size=batch_size, precision=precision)
     rng = np.random.default_rng(0)
     x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch_size, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32))
     y = keras.ops.convert_to_tensor(np.eye(NUM_CLASSES, dtype=np.float32)[rng.integers(0, NUM_CLASSES, batch_size)])
     with _PROBE_LOCK:
         previous = keras.config.dtype_policy()  # per thread in Keras 3; restored for this thread's next model
-        keras.config.set_dtype_policy("mixed_bfloat16" if mixed_precision else "float32")
+        keras.config.set_dtype_policy(keras_policy(precision))
         try:
             model = build_for_training(config)
         finally:

@@ -23,10 +23,14 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int) -> Any:
     """The learning rate for the optimizer: a Keras schedule, or a float for constant/plateau."""
     import keras
 
-    if config.schedule not in FLOORS:
+    if config.schedule not in FLOORS and config.schedule != "linear":
         return float(config.lr)
     total = max(1, config.epochs * steps_per_epoch)
     warm = int(config.warmup_epochs * steps_per_epoch)
+    if config.schedule == "linear":
+        from fercore.train.linear_schedule import WarmupLinearDecay
+
+        return WarmupLinearDecay(float(config.lr), warm, total)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.lr * 0.1,
         decay_steps=max(1, total - warm),
