@@ -26,14 +26,25 @@ def _sweep_stale_uploads() -> int:
 
 _sweep_stale_uploads()
 
+# The default page is served at / but reserves its own pathname, which no URL then reaches; it reserves
+# "start" so that "home" is free for the hidden alias below.
+HOME = st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="start", default=True)
+
+
+def _home_alias() -> None:
+    """/home: sends its visitors to the home page at /."""
+    st.switch_page(HOME)
+
+
 PAGES = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    HOME,
     st.Page("app_pages/dataset.py", title="Dataset", icon=":material/dataset:", url_path="dataset"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
     st.Page("app_pages/photo.py", title="Photo", icon=":material/photo_camera:", url_path="photo"),
     st.Page("app_pages/video.py", title="Video", icon=":material/movie:", url_path="video"),
     st.Page("app_pages/webcam.py", title="Webcam", icon=":material/videocam:", url_path="webcam"),
+    st.Page(_home_alias, title="Home", url_path="home", visibility="hidden"),
 ]
 
 st.navigation(PAGES).run()

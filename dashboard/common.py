@@ -87,6 +87,14 @@ def get_pipeline(detector: str, model_path: str) -> Any:
     return FramePipeline(detector, get_classifier(model_path))
 
 
+@st.cache_resource(show_spinner=False)
+def get_eval_cache() -> Any:
+    """The server's evaluation results (in memory, and saved under the data cache folder)."""
+    from fercore.evaluation.cache import EvalCache
+
+    return EvalCache.default()
+
+
 @st.cache_resource(show_spinner="Loading the Keras model for Grad-CAM…", max_entries=2)
 def get_keras_model(path: str) -> Any:
     from fercore.models.architectures import load_keras_model

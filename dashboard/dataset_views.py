@@ -162,18 +162,35 @@ def ferplus(ds: Any, key: str, votes_path: Path | None) -> None:
         )
         fig.update_layout(yaxis_tickformat=".0%", showlegend=False)
         st.plotly_chart(fig, key="ferplus_chart")
-    st.dataframe(agree, hide_index=True)
+    st.dataframe(
+        agree,
+        hide_index=True,
+        column_config={
+            "emotion": st.column_config.TextColumn("FER2013 class"),
+            "n": st.column_config.NumberColumn("faces with votes", format="localized"),
+            "agree": st.column_config.NumberColumn(
+                "FER+ majority agrees", format="percent", help="share of the faces whose FER+ majority is this class"
+            ),
+            "mean_votes_for_label": st.column_config.NumberColumn(
+                "votes for the label (mean)",
+                format="%.1f",
+                help="how many of the (usually 10) FER+ annotators chose the FER2013 label, on average",
+            ),
+        },
+    )
 
 
 def label_noise(ds: Any, key: str, votes_path: Path | None, split_choices: list[str]) -> None:
-    """Suspect labels (FER+ disagreement and/or confident learning with the shipped model), by class pair."""
-    from fercore.data.audit import audit, relabel_csv
+    """Suspect labels (FER+ disagreement and/or confident learning with the shipped model), by class pair;
+    each face accepted or rejected, the accepted ones exported as a relabel file."""
+    from fercore.data.audit import audit
     from fercore.data.ferplus import align_votes, load_ferplus_votes
 
     st.caption(
         "Faces whose FER2013 label the FER+ annotators' majority or the shipped model (confidently) "
-        "disagree with. Export the ones you accept as `row,old_label,new_label` for "
-        "`python -m training.train --relabel FILE` (same as `python -m training.audit`)."
+        "disagree with. Accept or reject each suggestion; the relabel file (`row,old_label,new_label`, for "
+        "`python -m training.train --relabel FILE`, as `python -m training.audit` writes) holds exactly the "
+        "accepted ones."
     )
     a1, a2, a3 = st.columns([1, 2, 1])
     split = a1.selectbox("Split", split_choices, key="noise_split")
@@ -192,7 +209,9 @@ def label_noise(ds: Any, key: str, votes_path: Path | None, split_choices: list[
             proba = None
             if "shipped model" in rules:
                 proba = common.get_classifier("fast").predict_proba(sub.images)
-            st.session_state["noise"] = (job, sub, audit(sub, proba=proba, votes=votes))
+            audit_id = st.session_state.get("noise", (None, None, None, 0))[3] + 1
+            st.session_state["noise"] = (job, sub, audit(sub, proba=proba, votes=votes), audit_id)
+            st.session_state["noise_decisions"] = {}  # a new audit starts undecided
         except common.USER_ERRORS as exc:
             common.show_error(exc, "Label audit")
             return
@@ -201,7 +220,7 @@ def label_noise(ds: Any, key: str, votes_path: Path | None, split_choices: list[
         if "FER+ votes" in rules and votes_path is None:
             st.info("No FER+ votes beside this dataset: only the model rule can run.")
         return
-    _, sub, result = saved
+    _, sub, result, audit_id = saved
     m1, m2, m3 = st.columns(3)
     m1.metric("Faces audited", f"{result.n:,}")
     m2.metric("Suspects", f"{len(result.suspects):,}")
@@ -210,22 +229,83 @@ def label_noise(ds: Any, key: str, votes_path: Path | None, split_choices: list[
     pair = st.selectbox(
         "Class pair (label → suggested)",
         ["all", *pairs],
-        key="noise_pair",
-        format_func=lambda p: p if p == "all" else f"{p}: {pairs[p]}",
+        key=f"noise_pair_{audit_id}",
+        format_func=lambda p: p if p == "all" else f"{p.replace('->', ' → ')}: {pairs[p]}",
     )
     chosen = [s for s in result.suspects if pair == "all" or f"{s.label}->{s.suggested}" == pair]
-    common.paged_face_grid(
-        sub.images,
-        np.array([s.index for s in chosen], dtype=int),
-        [f"{s.label}→{s.suggested} {s.confidence:.0%} {s.reason}" for s in chosen],
-        f"noise_page_{pair}",
-        "suspects (label → suggested, confidence, rule)",
+    decisions: dict[int, str] = st.session_state.setdefault("noise_decisions", {})
+    b1, b2, _ = st.columns([1, 1, 3])
+    if b1.button(f"Accept all {len(chosen):,} shown", key=f"noise_accept_all_{audit_id}"):
+        decisions.update({s.index: ACCEPT for s in chosen})
+    if b2.button(f"Reject all {len(chosen):,} shown", key=f"noise_reject_all_{audit_id}"):
+        decisions.update({s.index: REJECT for s in chosen})
+    _suspect_grid(sub.images, chosen, decisions, f"{audit_id}_{pair}")
+    _relabel_download(result.suspects, decisions)
+
+
+ACCEPT, REJECT = "accept", "reject"
+SUSPECTS_PER_PAGE, SUSPECT_COLUMNS = 24, 8
+RULE_NAMES = {"ferplus": "FER+", "model": "model", "ferplus+model": "FER+ & model"}
+
+
+def _decide(decisions: dict[int, str], index: int, widget: str) -> None:
+    """A face's accept/reject control changed: keep the decision beyond the widget (pages come and go)."""
+    value = st.session_state.get(widget)
+    if value is None:
+        decisions.pop(index, None)
+    else:
+        decisions[index] = value
+
+
+def _suspect_grid(images: np.ndarray, chosen: list[Any], decisions: dict[int, str], key: str) -> None:
+    """The suspects, a page at a time: face, "label → suggested", evidence, and accept / reject."""
+    n_pages = max(1, -(-len(chosen) // SUSPECTS_PER_PAGE))
+    page = st.pagination(n_pages, key=f"noise_page_{key}")
+    lo = (page - 1) * SUSPECTS_PER_PAGE
+    st.caption(f"{len(chosen):,} suspects · page {page} of {n_pages} · label → suggested, evidence, rule")
+    shown = chosen[lo : lo + SUSPECTS_PER_PAGE]
+    for start in range(0, len(shown), SUSPECT_COLUMNS):
+        for col, s in zip(st.columns(SUSPECT_COLUMNS), shown[start : start + SUSPECT_COLUMNS], strict=False):
+            widget = f"noise_decision_{key}_{s.index}"
+            st.session_state[widget] = decisions.get(s.index)  # the decision, even when the widget is new
+            col.image(np.clip(images[s.index], 0, 255).astype("uint8"), width=96)
+            col.caption(
+                f"**{s.label} →  \n{s.suggested}**  \n{s.confidence:.0%} · {RULE_NAMES.get(s.reason, s.reason)}"
+            )
+            col.segmented_control(
+                f"face {s.index}",
+                [ACCEPT, REJECT],
+                key=widget,
+                label_visibility="collapsed",
+                format_func=lambda o: "✓" if o == ACCEPT else "✗",
+                on_change=_decide,
+                args=(decisions, s.index, widget),
+                help="✓ accept the suggested label · ✗ keep the FER2013 label",
+            )
+
+
+def _relabel_download(suspects: list[Any], decisions: dict[int, str]) -> None:
+    """The relabel file of the accepted suspects (all pairs), and the tally."""
+    from fercore.data.audit import relabel_csv
+
+    accepted = [s for s in suspects if decisions.get(s.index) == ACCEPT]
+    rejected = sum(decisions.get(s.index) == REJECT for s in suspects)
+    st.markdown(
+        f"**{len(accepted):,} accepted** · {rejected:,} rejected · "
+        f"{len(suspects) - len(accepted) - rejected:,} undecided (of {len(suspects):,} suspects, all pairs)"
     )
     try:
-        relabel = relabel_csv(chosen)
+        relabel = relabel_csv(accepted)
     except DataError as exc:  # faces without a FER2013 row (not NNNNN.png files)
         st.caption(f"No relabel file: {exc}")
         return
     st.download_button(
-        "Relabel file (CSV)", relabel, "relabel.csv", "text/csv", key="noise_csv", icon=":material/download:"
+        f"Relabel file (CSV, {len(accepted):,} faces)",
+        relabel,
+        "relabel.csv",
+        "text/csv",
+        key="noise_csv",
+        icon=":material/download:",
+        disabled=not accepted,
+        help=None if accepted else "accept some suggestions first",
     )

@@ -164,6 +164,32 @@ def test_home_shows_dataset_found_and_model_state(class_folder, monkeypatch):
         assert [m.value for m in at.metric if m.label == "Classes"] == ["7"]
 
 
+def test_home_model_caption_in_words_and_card_in_sections(tmp_path, monkeypatch):
+    """The model's facts as words and formatted numbers (no raw metrics.json keys); the card as its
+    introduction, whose facts table has a header, and one expander per section."""
+    model = tmp_path / "m" / "model.tflite"
+    model.parent.mkdir()
+    model.write_bytes(b"stand-in: Home only looks at the file")
+    card = {"accuracy": 0.6896, "architecture": "fernet", "n": 3589, "split": "PublicTest", "flops": 282017568}
+    (model.parent / "metrics.json").write_text(json.dumps({**card, "train_minutes": 91.3, "epochs": 20}))
+    monkeypatch.setenv("FER_MODEL", str(model))
+    at = open_page("home")
+    caption = next(c.value for c in at.caption if "MFLOPs" in c.value)
+    assert (
+        caption == "fernet architecture · 282 MFLOPs per face · trained in 91 min over 20 epochs · "
+        "tested on 3,589 PublicTest faces"
+    )
+    assert not any(raw in texts(at) for raw in ("flops:", "train_minutes", "282017568"))
+    if (ROOT / "models" / "MODEL_CARD.md").exists():
+        intro = next(m.value for m in at.markdown if "| Task |" in m.value)
+        header = intro.split("| Task |")[0].strip().splitlines()
+        assert header[-2].strip("| ") and header[-1].startswith("|---"), "the facts table has a header row"
+        titles = [e.label for e in at.expander]
+        assert len(titles) >= 5 and any(t.startswith("Accuracy on FER2013") for t in titles)
+        assert any(t.startswith("Limits") for t in titles)
+        assert at.image, "the card's confusion matrix is drawn, not a broken link"
+
+
 def test_home_without_dataset_or_model_says_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_DATA", str(tmp_path / "nowhere"))
     monkeypatch.setenv("FER_MODEL", str(tmp_path / "none.tflite"))
@@ -194,25 +220,78 @@ def test_dataset_page_charts_samples_and_paging(class_folder, monkeypatch):
     assert "Duplicate groups" in [m.label for m in at.metric]
 
 
+def capture_downloads(monkeypatch) -> dict[str, bytes]:
+    """The bytes of every file the app serves (download buttons), by file name, the latest kept."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    served: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, bytes):
+            served[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return served
+
+
+def _decisions(at: AppTest) -> list:
+    return [b for b in at.button_group if str(b.key).startswith("noise_decision_")]
+
+
+def _relabel_rows(served: dict[str, bytes]) -> list[list[str]]:
+    lines = served["relabel.csv"].decode().strip().splitlines()
+    assert lines[0] == "row,old_label,new_label"
+    return [line.split(",") for line in lines[1:]]
+
+
 @requires_default_model
-def test_dataset_label_noise_finder_with_the_model_rule(class_folder, monkeypatch):
-    """The Label noise tab: the shipped model's confident disagreements, filter by class pair, relabel CSV."""
+def test_dataset_label_noise_accept_reject_feeds_the_relabel_file(class_folder, monkeypatch):
+    """The Label noise tab: the shipped model's confident disagreements by class pair, each face accepted or
+    rejected; the relabel CSV holds exactly the accepted faces, whatever pair or page is shown."""
     monkeypatch.setenv("FER_DATA", str(class_folder))
+    served = capture_downloads(monkeypatch)
     at = open_page("dataset")
     at.multiselect(key="noise_rules").set_value(["shipped model"]).run()
     at.button(key="noise_go").click().run()
     assert_ok(at)
     assert not errors(at)
-    suspects = int([m.value for m in at.metric if m.label == "Suspects"][0])
+    suspects = at.session_state["noise"][2].suspects
     assert [m.value for m in at.metric if m.label == "Faces audited"] == ["175"]
-    assert suspects > 0  # generated bars are no faces: the model disagrees confidently with many labels
-    pair = at.selectbox(key="noise_pair").options[1].split(":")[0]
-    at.selectbox(key="noise_pair").set_value(pair).run()
+    assert len(suspects) > 3  # generated bars are no faces: the model disagrees confidently with many labels
+    assert [m.value for m in at.metric if m.label == "Suspects"] == [f"{len(suspects):,}"]
+    csv = next(d for d in at.get("download_button") if d.proto.label.startswith("Relabel file"))
+    assert csv.proto.disabled and csv.proto.label == "Relabel file (CSV, 0 faces)"  # nothing accepted yet
+    controls = _decisions(at)
+    assert len(controls) == min(len(suspects), 24)  # one accept/reject control per face shown
+    by_index = {s.index: s for s in suspects}
+    face = [int(str(c.key).rsplit("_", 1)[1]) for c in controls[:3]]
+    controls[0].set_value("accept").run()
+    _decisions(at)[1].set_value("accept").run()
+    _decisions(at)[2].set_value("reject").run()
     assert_ok(at)
-    shown = [c.value for c in at.caption if "suspects (label → suggested" in c.value]
-    assert shown and 0 < int(shown[0].split()[0].replace(",", "")) < suspects  # only that class pair
-    csv = next(d for d in at.get("download_button") if d.label == "Relabel file (CSV)")
-    assert csv.proto.url
+    assert [c.value for c in _decisions(at)[:4]] == ["accept", "accept", "reject", None]
+    assert any("2 accepted** · 1 rejected" in m.value for m in at.markdown)
+    expected = sorted([str(by_index[i].row), by_index[i].label, by_index[i].suggested] for i in face[:2])
+    assert sorted(_relabel_rows(served)) == expected
+    # another class pair: the decisions stay, the file still holds exactly the two accepted faces
+    pair = next(
+        p
+        for p in at.selectbox(key="noise_pair_1").options[1:]
+        if p.split(":")[0].replace(" → ", "->") != f"{by_index[face[0]].label}->{by_index[face[0]].suggested}"
+    )
+    at.selectbox(key="noise_pair_1").set_value(pair.split(":")[0].replace(" → ", "->")).run()
+    assert_ok(at)
+    shown = [c.value for c in at.caption if "suspects · page" in c.value]
+    assert shown and 0 < int(shown[0].split()[0].replace(",", "")) < len(suspects)  # only that class pair
+    assert sorted(_relabel_rows(served)) == expected
+    # accept a whole pair at once, then undo one face
+    at.button(key="noise_accept_all_1").click().run()
+    in_pair = [s for s in suspects if f"{s.label}->{s.suggested}" == pair.split(":")[0].replace(" → ", "->")]
+    assert len(_relabel_rows(served)) == 2 + len(in_pair)
+    _decisions(at)[0].set_value(None).run()
+    assert len(_relabel_rows(served)) == 1 + len(in_pair)
 
 
 @pytest.mark.data

@@ -1,6 +1,7 @@
 """Home: what the toolkit does, the shipped model's card, and where the dataset is (or how to get it)."""
 
 import common
+import home_views
 import streamlit as st
 
 from fercore.data import locations
@@ -64,19 +65,16 @@ if card:
     c3.metric("Size", f"{size:.1f} MB" if isinstance(size, (int, float)) else "–")
     params = card.get("params")
     c4.metric("Parameters", f"{params / 1e6:.2f} M" if isinstance(params, (int, float)) else "–")
-    details = {k: card[k] for k in ("architecture", "n", "flops", "train_minutes") if k in card}
-    if details:
-        st.caption(" · ".join(f"{k}: {v}" for k, v in details.items()))
+    facts = catalog.card_facts(card)
+    if facts:
+        st.caption(" · ".join(facts))
     tier = catalog.tier_summary("accurate")
     if tier and tier["accuracy"] is not None:
         st.caption(
             f"**Accurate tier** (Photo and Evaluate pages): {tier['members']} networks averaged"
             f"{' over 10 test-time views' if tier['tta'] else ''}, {tier['accuracy']:.1%} test accuracy."
         )
-    readme = MODELS_DIR / "MODEL_CARD.md"
-    if readme.exists():
-        with st.expander("Model card"):
-            st.markdown(readme.read_text())
+    home_views.model_card(catalog.model_card_sections())
 elif model is not None:
     st.info("The model has no metrics.json beside it; evaluate it on the **Evaluate** page.")
 

@@ -38,6 +38,53 @@ def model_card() -> dict[str, Any] | None:
     return None
 
 
+def card_facts(card: dict[str, Any]) -> list[str]:
+    """The model's facts from its metrics.json in words, e.g. ``["fernet architecture",
+    "282 MFLOPs per face", "trained in 91 min over 20 epochs", "tested on 3,589 PublicTest faces"]``;
+    facts the file lacks (or holds in an unexpected type) are left out."""
+
+    def number(key: str) -> float | None:
+        value = card.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    facts: list[str] = []
+    if isinstance(card.get("architecture"), str):
+        facts.append(f"{card['architecture']} architecture")
+    flops = number("flops")
+    if flops is not None:
+        facts.append(f"{flops / 1e9:.2f} GFLOPs per face" if flops >= 1e9 else f"{flops / 1e6:.0f} MFLOPs per face")
+    minutes, epochs = number("train_minutes"), number("epochs")
+    if minutes is not None:
+        took = f"{minutes / 60:.1f} h" if minutes >= 120 else f"{minutes:.0f} min"
+        facts.append(f"trained in {took}" + (f" over {epochs:.0f} epochs" if epochs else ""))
+    n = number("n")
+    if n is not None:
+        split = f" {card['split']}" if isinstance(card.get("split"), str) else ""
+        facts.append(f"tested on {n:,.0f}{split} faces")
+    return facts
+
+
+def model_card_sections(path: str | Path | None = None) -> list[tuple[str, str]]:
+    """The model card (``models/MODEL_CARD.md``) cut at its ``## `` headings: ``(title, markdown)``
+    pairs, the first being the card's title (its ``# `` heading) and introduction. Empty if absent."""
+    file = Path(path) if path is not None else MODELS_DIR / "MODEL_CARD.md"
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    sections: list[tuple[str, list[str]]] = [("", [])]
+    fenced = False  # a "## " inside a code block is not a heading
+    for line in text.splitlines():
+        fenced ^= line.lstrip().startswith("```")
+        if line.startswith("## ") and not fenced:
+            sections.append((line[3:].strip(), []))
+        elif line.startswith("# ") and not fenced and not sections[0][0] and len(sections) == 1:
+            sections[0] = (line[2:].strip(), sections[0][1])
+        else:
+            sections[-1][1].append(line)
+    return [(title, "\n".join(body).strip()) for title, body in sections if title or "\n".join(body).strip()]
+
+
 def tiers() -> dict[str, Path]:
     """The shipped tiers that are installed, label → file: fast (one network), accurate (an ensemble
     with test-time augmentation: better, several times slower; for photos and evaluation)."""

@@ -288,3 +288,27 @@ def open_app(page, url: str, timeout: float = 90, server: Server | None = None) 
                 body = page.inner_text("body")[:1000] if page.locator("body").count() else ""
                 log = server.log_text() if server else ""
                 raise AssertionError(f"{url} did not render: {exc}\npage: {body}\nserver log: {log}") from None
+
+
+def choose(page, label: str, option: str, attempts: int = 3) -> None:
+    """Pick ``option`` in the selectbox labelled ``label`` (its list can take a moment to open on a busy
+    machine), then wait for the app to settle."""
+    import re
+
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
+    for attempt in range(attempts):
+        box.click()
+        try:
+            page.get_by_role("option").first.wait_for(timeout=5000)
+            break
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+    page.get_by_role("option").filter(has_text=re.compile(f"^{re.escape(option)}$")).first.click()
+    wait_idle(page)
+
+
+def selected(page, label: str) -> str:
+    """The value a selectbox shows."""
+    return page.locator('[data-testid="stSelectbox"]').filter(has_text=label).locator("input").input_value()

@@ -14,16 +14,19 @@ from browser_helpers import (
     CHROMIUM_FLAGS,
     SCREENSHOTS,
     Server,
+    choose,
     free_port,
     open_app,
     page_errors,
     save_screenshot,
+    selected,
     server_env,
     skip_unless_browser,
     wait_idle,
 )
 
 from fercore.inference.classify import default_model_path
+from fercore.models import catalog
 
 pytestmark = pytest.mark.browser
 
@@ -115,6 +118,77 @@ def test_page_renders_without_error(app, slug, heading):
         wait_idle(page)
         assert not page_errors(page), page_errors(page)
     shot(page, slug)
+
+
+def test_home_alias_reaches_the_home_page(app):
+    server, page, _ = app
+    visit(page, f"{server.url}/home")
+    page.get_by_role("heading", name="Facial expression recognition").wait_for(timeout=30_000)
+    assert page.get_by_text("Page not found").count() == 0
+    assert not page_errors(page)
+
+
+MISTAKES = re.compile(r"^([\d,]+) faces · caption: true → predicted")
+
+
+def _mistake_captions(page) -> list[str]:
+    return [c for c in page.locator('[data-testid="stImageCaption"]').all_inner_texts() if "→" in c]
+
+
+def _mistake_count(page) -> int:
+    return int(MISTAKES.match(page.get_by_text(MISTAKES).first.inner_text())[1].replace(",", ""))
+
+
+def test_evaluate_per_class_table_fits_and_filters_follow_a_comparison(app):
+    """At 1400 px the per-class table shows all five columns without scrolling; after filtering the
+    mistakes and then comparing with a second model, the filters and the gallery agree (a new result
+    starts unfiltered); a reload shows the result again without evaluating."""
+    server, page, _ = app  # 140 faces (20 a class): the comparison runs the accurate tier, 30 networks a face
+    if not HAS_MODEL or not (SHARED / "fer2013" / "test").is_dir():
+        pytest.skip("needs the trained model and FER2013 (../shared/data)")
+    visit(page, f"{server.url}/evaluate", timeout=300)  # loads FER2013 when no earlier test did
+    _fill_number(page, "Images (0 = all)", "140")
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile(r"Evaluate on 140 faces")).click()
+    page.get_by_text("Misclassified faces").wait_for(timeout=180_000)
+    wait_idle(page)
+    assert not page_errors(page), page_errors(page)
+
+    table = page.locator('[data-testid="stDataFrame"]').filter(has_text="precision").first
+    box = table.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 1400, box
+    scroller = table.locator(".dvn-scroller").first
+    widths = scroller.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert widths[0] <= widths[1], f"the per-class table scrolls sideways: {widths}"
+    headers = table.locator('[role="columnheader"]').all_inner_texts()
+    assert {"precision", "recall", "F1", "support"} <= {h.strip() for h in headers}, headers
+
+    total = _mistake_count(page)
+    true_label, pred_label = _mistake_captions(page)[0].split(" ")[0].split("→")
+    choose(page, "True class", true_label)
+    choose(page, "Predicted class", pred_label)
+    assert all(c.startswith(f"{true_label}→{pred_label} ") for c in _mistake_captions(page))
+    assert _mistake_count(page) < total
+    tiers = list(catalog.tiers())
+    if len(tiers) < 2:
+        pytest.skip("only one shipped tier: nothing to compare with")
+    choose(page, "Compare with (b)", tiers[1])
+    page.get_by_role("button", name=re.compile(r"Evaluate on 140 faces")).click()
+    page.get_by_text("Faces the two models label differently").wait_for(
+        timeout=600_000
+    )  # the accurate tier: 3 networks x 10 views
+    wait_idle(page)
+    assert not page_errors(page), page_errors(page)
+    assert (selected(page, "True class"), selected(page, "Predicted class")) == ("any", "any")
+    assert _mistake_count(page) == total, "the gallery still shows the previous filter's faces"
+    choose(page, "Predicted class", pred_label)
+    assert selected(page, "Predicted class") == pred_label
+    assert all(c.split(" ")[0].endswith(f"→{pred_label}") for c in _mistake_captions(page))
+
+    page.reload()
+    wait_idle(page, timeout=120)
+    page.get_by_text("Faces the two models label differently").wait_for(timeout=30_000)
+    assert page.get_by_role("button", name=re.compile(r"Evaluate on 140 faces")).count() == 1
 
 
 def test_photo_upload_shows_the_result(app):
