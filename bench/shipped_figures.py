@@ -2,7 +2,7 @@
 
     python bench/shipped_figures.py [--data ../shared/data/fer2013] [--sample-out FILE]
 
-Scores every PublicTest face (3,589) with models/model.tflite, model.keras and model.json and with the
+Scores every PublicTest face (3,589) with models/model.tflite, model.keras (model.json is not shipped) and with the
 accurate tier (its ten-view TTA), prints each top-1 and the CPU and wall seconds it took, and says
 whether they match models/metrics.json and models/accurate/manifest.json. The test suite checks the
 same files on a fixed stratified sample of faces instead (tests/test_shipped_model.py); after
@@ -37,7 +37,7 @@ def sha256(file: Path) -> str:
 
 def shipped_files() -> dict[str, str]:
     """Relative path → SHA-256 of each file the figures depend on (fast model formats and tier members)."""
-    files = [MODELS_DIR / n for n in ("model.tflite", "model.keras", "model.json", "model.weights.h5")]
+    files = [MODELS_DIR / n for n in ("model.tflite", "model.keras")]
     files += sorted((MODELS_DIR / "accurate").glob("member_*.tflite"))
     return {str(f.relative_to(MODELS_DIR)): sha256(f) for f in files if f.exists()}
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     test = load_dataset(args.data).split("test")
     recorded = json.loads((MODELS_DIR / "metrics.json").read_text())["accuracy"]
     figures, ok = {}, True
-    for name in ("model.tflite", "model.keras", "model.json", "accurate"):
+    for name in ("model.tflite", "model.keras", "accurate"):
         wall, cpu = time.perf_counter(), time.process_time()
         model = name if name == "accurate" else MODELS_DIR / name
         figures[name] = evaluate(model, test).to_dict()["accuracy"]
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         same = abs(figures[name] - want) <= 1e-4
         ok &= same
         print(f"{name:>13}: recorded {want * 100:.2f} % — {'matches' if same else 'DIFFERS'}")
-    for name in ("model.keras", "model.json"):
+    for name in ("model.keras",):
         same = abs(figures[name] - figures["model.tflite"]) <= 0.001
         ok &= same
         print(f"{name:>13}: {'same top-1 as' if same else 'DIFFERS from'} model.tflite (within 0.1 point)")
