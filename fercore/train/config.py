@@ -248,6 +248,11 @@ def form_config(values: dict[str, Any], augment: dict[str, bool]) -> dict[str, A
     """The config dict a form submits: its values, on/off augmentations, and a log interval that
     gives ~10 metrics rows per epoch (so short runs still draw a curve)."""
     cfg = TrainConfig.from_dict({**values, "augment": Augment.from_switches(augment)})
-    steps = max(1, (cfg.subset or 28_000) // cfg.batch_size)
-    cfg.log_every = max(1, min(20, steps // 10))
+    cfg.log_every = log_interval(cfg)
     return cfg.to_dict()
+
+
+def log_interval(config: TrainConfig) -> int:
+    """Batches between metrics.csv rows for ~10 rows per epoch (at most 20), so short runs still draw a curve."""
+    steps = max(1, (config.subset or 28_000) // config.batch_size)
+    return max(1, min(20, steps // 10))
