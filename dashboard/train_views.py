@@ -119,7 +119,7 @@ def advanced_fields(starts: dict[str, str]) -> tuple[dict[str, Any], str, str, s
     cols = [c for _ in FIELDS[::4] for c in st.columns(4)]  # four settings per row
     values = {name: field_widget(col, name) for col, name in zip(cols, FIELDS, strict=False)}
     st.caption(f"Precision {auto_rule()}.")
-    left, mid, right = st.columns(3)
+    left, mid, right = st.columns([1, 2, 1])  # the parameters' JSON is the longest value
     start = left.selectbox(OPTIONS["init_from"].label, list(starts), key="train_init", help=OPTIONS["init_from"].help)
     params = mid.text_input("Architecture parameters (JSON)", key="train_params", help=PARAMS_HELP)
     relabel = right.text_input("Relabel file (optional)", key="train_relabel", help=OPTIONS["relabel"].help)

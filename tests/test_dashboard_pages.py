@@ -436,14 +436,7 @@ def test_train_page_starts_the_quick_preset_and_shows_its_status_and_curves(tmp_
         quick = presets.load_preset("quick").config(data=str(class_folder))
         assert cfg.model_params == quick.model_params and cfg.epochs == quick.epochs
         assert cfg.augment == quick.augment and cfg.subset == 70 and cfg.data == str(class_folder)
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            if (runs.read_metrics(run)["kind"] == "epoch").any():
-                break
-            assert runs.effective_state(run) in runs.ACTIVE_STATES, runs.log_tail(run)
-            time.sleep(1)
-        else:
-            pytest.fail("no epoch in time:\n" + runs.log_tail(run))
+        _wait_for(run, lambda: (runs.read_metrics(run)["kind"] == "epoch").any(), 600, "no epoch")
         at.run()
         assert_ok(at)
         assert [m.value for m in at.metric if m.label == "State"][0] in ("running", "stopping", "finished")
@@ -456,6 +449,19 @@ def test_train_page_starts_the_quick_preset_and_shows_its_status_and_curves(tmp_
             deadline = time.time() + 300
             while runs.effective_state(run) in runs.ACTIVE_STATES and time.time() < deadline:
                 time.sleep(1)
+
+
+def _wait_for(run: Path, ready, seconds: float, what: str) -> None:
+    """Wait until ``ready()`` while the run is active; fail with the log tail otherwise."""
+    from fercore import runs
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if ready():
+            return
+        assert runs.effective_state(run) in runs.ACTIVE_STATES, runs.log_tail(run)
+        time.sleep(0.2)
+    pytest.fail(f"{what} in time:\n" + runs.log_tail(run))
 
 
 def _fake_run(runs_dir: Path, name: str, status: dict | bytes, log: str = "", config: dict | bytes | None = None,
@@ -582,15 +588,11 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
         assert cfg["epochs"] == 1 and cfg["subset"] == 3000 and cfg["batch_size"] == 16
         at.run()  # the live panel of the starting run: Stop waits until training runs
         assert button(at, "Stop").disabled
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            m = runs.read_metrics(run)
-            if runs.read_status(run).get("state") == "running" and (m["kind"] == "batch").any():
-                break
-            assert runs.effective_state(run) in runs.ACTIVE_STATES, runs.log_tail(run)
-            time.sleep(0.2)
-        else:
-            pytest.fail("training did not start in time:\n" + runs.log_tail(run))
+
+        def started() -> bool:
+            return runs.read_status(run).get("state") == "running" and (runs.read_metrics(run)["kind"] == "batch").any()
+
+        _wait_for(run, started, 240, "training did not start")
         at.run()
         assert [m.value for m in at.metric if m.label == "State"] == ["running"]
         assert at.get("progress"), "progress bar"

@@ -1,5 +1,6 @@
-"""Train: a form that starts ``python -m training.train`` (or previews the model: layers, size, measured time
-per epoch), the live run (Stop, Resume, Restart, curves) and the runs table (fine-tune from a run, compare
+"""Train: a preset (quick / standard / best, each with its expected top-1 and time here) or custom settings
+under Advanced, in a form that starts ``python -m training.train`` (or previews the model: layers, size,
+measured time per epoch), the live run (Stop, Resume, Restart, curves) and the runs table (fine-tune from a run, compare
 runs). Layout only: fields and choices come from fercore.train's config; states, progress and the table from
 fercore.runs, which reads run directories defensively (a damaged run never breaks the page)."""
 
