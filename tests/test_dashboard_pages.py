@@ -422,7 +422,7 @@ def test_train_page_starts_the_quick_preset_and_shows_its_status_and_curves(tmp_
     from fercore.train import TrainConfig, presets
 
     monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
-    at = open_page("train")
+    at = open_page("train", timeout=300)  # a loaded machine: the script runs are slow, not wrong
     at.radio(key="train_preset").set_value("quick").run()
     at.text_input(key="train_data").set_value(str(class_folder))
     at.number_input(key="train_subset").set_value(70)

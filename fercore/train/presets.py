@@ -75,7 +75,7 @@ class Preset:
             return config
         from fercore.data.ferplus import find_votes
 
-        votes = find_votes(data) if config.ferplus else None
+        votes = find_votes(data) if config.ferplus and data else None
         return replace(config, data=data, ferplus=str(votes) if votes else "")
 
     def expected_minutes(self, images_per_s_here: float) -> float | None:
