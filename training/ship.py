@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     per_format = {
         name: evaluate(out / name, test).to_dict()["accuracy"] for name in ("model.tflite", "model.keras", "model.json")
     }
+    for copy in ("model.json", "model.weights.h5"):  # checked above; not loaded by the product: not shipped
+        (out / copy).unlink(missing_ok=True)  # (python -m training.export and the Evaluate page write them)
     model = load_keras_model(out / "model.keras")
     config = read_model_config(source) or {}
     status = runs.read_status(run)

@@ -1,0 +1,63 @@
+"""How close the Train form's time estimate comes to a real run, on this machine, now.
+
+    python bench/estimate_check.py --config training/configs/quick.json [--subset 5000] [--epochs 2]
+    ONEDNN_MAX_CPU_ISA=AVX2 python bench/estimate_check.py ...   # what an AVX2-only laptop gets
+
+Probes the recipe's model as the form does (``fercore.train.preview.probe_seconds_per_step`` for a
+training and a validation step at the config's precision), turns the probe into the form's estimate
+(``epoch_estimate`` × epochs), then trains the same config for real through ``fercore.train.fit``
+and prints both wall times, their ratio, the precision and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--subset", type=int, default=5000)
+    p.add_argument("--epochs", type=int, default=2)
+    args = p.parse_args(argv)
+
+    from fercore.train import preview
+    from fercore.train.config import TrainConfig
+    from fercore.train.fit import fit
+    from fercore.train.precision import resolve_precision
+
+    raw = {**json.loads(Path(args.config).read_text()), "subset": args.subset, "epochs": args.epochs}
+    config = TrainConfig.from_dict(raw)
+    precision = resolve_precision(config.precision)
+    n_train, n_val = preview.training_images(config)
+    step = preview.probe_seconds_per_step(config.model, config.model_params, config.batch_size, config.precision)
+    val_step = preview.probe_seconds_per_step(
+        config.model, config.model_params, preview.EVAL_BATCH, config.precision, training=False
+    )
+    estimate = config.epochs * preview.epoch_estimate(step, n_train, config.batch_size, n_val, val_step)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0, c0 = time.perf_counter(), time.process_time()
+        status = fit(config, Path(tmp) / "runs" / "check", verbose=0)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(
+        f"{Path(args.config).name}: {n_train} training + {n_val} validation faces, {config.epochs} epochs, "
+        f"precision {config.precision} -> {precision}, ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)')}"
+    )
+    print(
+        f"  form estimate {estimate:.0f} s; measured {wall:.0f} s wall ({cpu:.0f} s CPU, incl. export); "
+        f"estimate/measured {estimate / wall:.2f}; state {status.get('state')}; load average {os.getloadavg()[0]:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
