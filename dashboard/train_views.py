@@ -163,8 +163,12 @@ def preset_cards() -> None:
     shown = presets()
     cols = st.columns(len(shown))
     for col, preset in zip(cols, shown.values(), strict=True):
-        config = preset.config()
-        top1 = f"{preset.top1:.1%}" if preset.top1 is not None else "not measured yet"
+        try:
+            config = preset.config()
+        except (OSError, ValueError) as exc:  # a recipe file missing or invalid: say so, keep the page
+            col.error(f"{preset.label}: {preset.config_file.name} is unreadable ({exc})", icon=":material/error:")
+            continue
+        top1 = f"{preset.top1:.2%}" if preset.top1 is not None else "not measured yet"
         speed = _speeds().get(_probe_key(*_preset_key(config)))
         if not preset.measured:
             time_text = "not measured yet"
@@ -179,7 +183,8 @@ def preset_cards() -> None:
             st.markdown(f"Expected top-1: **{top1}**  \nWall time: **{time_text}**")
             if preset.reference:
                 st.caption(preset.reference)
-    waiting = [p for p in shown.values() if p.measured and _speeds().get(_probe_key(*_preset_key(p.config()))) is None]
+    waiting = [p for p in shown.values() if p.measured and p.config_file.is_file()]
+    waiting = [p for p in waiting if _speeds().get(_probe_key(*_preset_key(p.config()))) is None]
     if waiting and st.button("Measure this machine's speed", key="train_measure_presets",
                              help="times a few training steps of each preset's model, now (loads TensorFlow once)"):  # fmt: skip
         for preset in waiting:

@@ -390,7 +390,8 @@ def test_train_page_presets_show_expected_figures_scaled_to_this_machine(tmp_pat
     from fercore.train import presets, preview
     from tests.test_train_presets import _presets_copy
 
-    figures = {"quick": {"top1": 0.641, "wall_minutes": 10, "train_images_per_s": 400, "reference": "ref box"}}
+    figures = {"quick": {"top1": 0.641, "wall_minutes": 10, "train_images_per_s": 400, "reference": "ref box"},
+               "best": {"top1": None, "wall_minutes": None, "train_images_per_s": None}}  # fmt: skip
     monkeypatch.setattr(presets, "PRESETS_FILE", _presets_copy(tmp_path, **figures))
     probed = []
 
@@ -401,7 +402,7 @@ def test_train_page_presets_show_expected_figures_scaled_to_this_machine(tmp_pat
     monkeypatch.setattr(preview, "probe_seconds_per_step", fake_probe)
     at = open_page("train")
     shown = texts(at)
-    assert "Expected top-1: **64.1%**" in shown and "ref box" in shown
+    assert "Expected top-1: **64.10%**" in shown and "ref box" in shown
     assert shown.count("not measured yet") == 4, "standard and best: no top-1 and no time yet"
     assert "Wall time: **10m00s on the reference machine; measure this one**" in shown
     button(at, "Measure this machine's speed").click().run()
