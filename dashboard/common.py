@@ -118,7 +118,9 @@ def tier_select(key: str, where: Any = st) -> Path:
         list(options),
         key=key,
         disabled=len(options) < 2,
-        help="fast: one network; accurate: an ensemble with test-time augmentation (better, several times slower)",
+        format_func=lambda name: name.split(" (")[0],  # "fast", "accurate": the details are in the help
+        help="fast: one network; accurate: an ensemble of three networks with test-time augmentation "
+        "(better, several times slower)",
     )
     return options[label]
 

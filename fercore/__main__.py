@@ -192,7 +192,7 @@ def _describe(image: str, preds) -> str:
     lines = [f"{image}: {len(preds)} face{'s' if len(preds) != 1 else ''}"]
     for p in preds:
         scores = " ".join(f"{e} {p.scores[e]:.2f}" for e in EMOTIONS)
-        lines.append(f"  box {p.box.as_list()}  {p.label} {p.scores[p.label]:.2f}  ({scores})")
+        lines.append(f"  face {p.face_id}  box {p.box.as_list()}  {p.label} {p.scores[p.label]:.2f}  ({scores})")
     return "\n".join(lines)
 
 

@@ -101,7 +101,8 @@ ROW_COLUMNS: list[str] = ["face_id", "x", "y", "w", "h", "label", *EMOTIONS]
 class FacePrediction:
     """One face: its box (original pixels), 7 emotion probabilities, the top label and the 48×48 crop.
 
-    ``face_id`` is set by a tracker (streams); ``raw_scores`` keeps the unsmoothed probabilities
+    ``face_id`` is the face's number: 1…n left to right in a still image (``FramePipeline``), a
+    track id in streams; None only for a prediction made outside a pipeline. ``raw_scores`` keeps the unsmoothed probabilities
     when a tracker has smoothed ``scores``.
     """
 

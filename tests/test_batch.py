@@ -221,3 +221,58 @@ def test_progress_clock_eta():
     now[0] = 10.0
     assert clock.eta(0.25) == pytest.approx(30.0)
     assert clock.text(0.25) == "25 % · 0:30 left" and clock.text(1.0) == "100 %"
+
+
+def _fixed_pipeline(boxes):
+    from conftest import FixedBackend, FixedDetector
+
+    from fercore.inference.classify import EmotionClassifier
+    from fercore.inference.pipeline import FramePipeline
+
+    return FramePipeline(FixedDetector(boxes), EmotionClassifier(backend=FixedBackend()))
+
+
+def test_batch_report_one_account_of_analysed_and_skipped_items(tmp_path):
+    """A zip of 5 photos + a corrupt JPEG + notes.txt, and a broken PNG uploaded beside it: 5 analysed,
+    3 skipped or unreadable, each listed with its reason; the CSV keeps integer boxes beside error rows."""
+    from fercore.inference.batch import BatchReport
+    from fercore.types import Box
+
+    members = {f"album/{i}.png": png(i, 96) for i in range(5)}
+    members |= {"album/corrupt.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "album/notes.txt": b"hello"}
+    items = [("album.zip", make_zip(members)), ("broken.png", b"\x89PNG\r\n\x1a\n broken")]
+    images, skipped = read_uploads(items)
+    pipe = _fixed_pipeline([Box(50, 10, 30, 30), Box(5, 40, 30, 30)])
+    report = BatchReport.of(predict_images(pipe, images), skipped)
+    assert len(report.analysed) == 5 and report.faces == 10 and report.without_face == 0
+    reasons = {row["file"]: row["reason"] for row in report.problem_rows()}
+    assert set(reasons) == {"album.zip/album/notes.txt", "album.zip/album/corrupt.jpg", "broken.png"}
+    assert "not an image" in reasons["album.zip/album/notes.txt"]
+    assert all(reasons.values())  # every item has its reason
+    assert [r.file for r in report.analysed] == [f"album.zip/album/{i}.png" for i in range(5)]
+
+    table = report.table()
+    assert len(table) == 10 + 3 and table["error"].notna().sum() == 3
+    path = tmp_path / "faces.csv"
+    table.to_csv(path, index=False)
+    text = path.read_text()
+    assert ".0," not in text  # no 53.0: boxes and face numbers stay integers beside the error rows
+    back = pd.read_csv(path)
+    faces = back[back["error"].isna()]
+    assert faces["face_id"].tolist() == [1, 2] * 5 and faces["x"].tolist() == [5, 50] * 5
+
+    entries = report.to_json()
+    assert [len(e["faces"]) for e in entries[:5]] == [2] * 5 and all("error" in e for e in entries[5:])
+    assert [f["face_id"] for f in entries[0]["faces"]] == [1, 2]
+
+
+def test_find_upload_reads_one_named_image():
+    from fercore.inference.batch import find_upload
+
+    members = {f"faces/{i}.png": png(i) for i in range(3)} | {"faces/notes.txt": b"hi"}
+    items = [("one.png", png(7)), ("album.zip", make_zip(members))]
+    assert find_upload(items, "one.png") == png(7)
+    assert find_upload(items, "album.zip/faces/2.png") == png(2)
+    assert find_upload(items, "album.zip/faces/notes.txt") is None  # not an image: never handed out
+    assert find_upload(items, "album.zip/faces/9.png") is None and find_upload(items, "other.png") is None
+    assert find_upload([("bad.zip", b"PK not a zip")], "bad.zip/x.png") is None

@@ -4,6 +4,7 @@ imports no tensorflow. A tiny untrained model (converted once per module) stands
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,34 @@ def test_predict_json_contract(photos_dir, tiny_model, bad_files, tmp_path):
     assert_one_line_error(proc, "noise.jpg")
     entries = json.loads(proc.stdout)
     assert len(entries[0]["faces"]) == 1 and "not an image" in entries[1]["error"]
+
+
+@pytest.mark.data
+def test_predict_numbers_a_photos_faces_left_to_right_in_json_csv_and_text(photos_dir, tiny_model, tmp_path):
+    """t1.jpg's six faces: integer numbers 1…6 in order of box x, the same in --json, --csv and the text."""
+    t1 = photos_dir / "t1.jpg"
+    proc = run("predict", t1, "--json", "--model", tiny_model)
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = json.loads(proc.stdout)
+    ids = [f["face_id"] for f in entry["faces"]]
+    xs = [f["box"][0] for f in entry["faces"]]
+    assert ids == [1, 2, 3, 4, 5, 6] and all(type(i) is int for i in ids)
+    assert xs == sorted(xs) and len(set(xs)) == 6
+
+    out = tmp_path / "t1.csv"
+    proc = run("predict", t1, "--csv", out, "--model", tiny_model)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert ".0," not in text  # integers, not 1.0 or 53.0
+    table = pd.read_csv(out)
+    assert table["face_id"].tolist() == ids and table["x"].tolist() == xs
+    assert str(table["face_id"].dtype) == "int64"
+
+    proc = run("predict", t1, "--model", tiny_model)
+    assert proc.returncode == 0, proc.stderr
+    assert [(int(i), int(x)) for i, x in re.findall(r"face (\d+)  box \[(\d+)", proc.stdout)] == list(
+        zip(ids, xs, strict=True)
+    )
 
 
 @pytest.mark.data

@@ -808,12 +808,15 @@ def test_photo_non_image_upload_is_a_clear_error(photos_dir):
         pytest.skip("no trained model: the page asks for one before reading photos")
     at.file_uploader(key="photo_upload").set_value([("notes.png", b"this is text", "image/png")]).run()
     assert_ok(at)
-    assert errors(at) and "notes.png" in errors(at)[0] and "not an image" in errors(at)[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images analysed"] == "0" and metrics["Skipped or unreadable"] == "1"
+    (problems,) = [d.value for d in at.dataframe if "reason" in d.value.columns]
+    assert problems["file"].tolist() == ["notes.png"] and "not an image" in problems["reason"][0]
     # the app keeps working: a good photo next to the bad one is analysed
     at.selectbox(key="photo_sample").set_value("grace_hopper.jpg").run()
     assert_ok(at)
-    assert len(errors(at)) == 1
-    assert at.dataframe, "faces table of the good photo"
+    assert {m.label: m.value for m in at.metric}["Images analysed"] == "1"
+    assert any("face_id" in d.value.columns for d in at.dataframe), "faces table of the good photo"
 
 
 @requires_default_model
@@ -823,7 +826,8 @@ def test_photo_astronaut_is_happy(photos_dir):
     assert_ok(at)
     assert not errors(at)
     faces = at.dataframe[0].value  # one photo: its faces table, no batch table
-    assert len(faces) == 1 and faces["label"][0] == "happy" and not faces["whole_image"][0], faces
+    assert len(faces) == 1 and faces["label"][0] == "happy" and faces["face_id"][0] == 1, faces
+    assert faces["happy"][0] > 50  # shown in percent
     assert len(plotly_charts(at)) == 1  # the 7 probabilities
     assert len(at.image) >= 2  # annotated image + face crop
     assert {"Annotated PNG", "CSV (all faces)", "JSON (all images)"} <= {d.label for d in at.get("download_button")}
@@ -869,16 +873,24 @@ def test_photo_zip_batch_one_table_csv_gallery_and_whole_image(photos_dir):
     ).run()
     assert_ok(at)
     assert not errors(at) and not at.get("progress"), "the progress bar is gone when done"
-    assert any("50 MB each" in c.value for c in at.caption), "limits shown"
+    assert any("each image up to 50 MB" in c.value for c in at.caption), "limits shown"
     (table,) = [d.value for d in at.dataframe if "labels" in d.value.columns]
-    assert len(table) == 52 and table["faces"].sum() == 1  # 51 images + readme.txt; only the astronaut has a face
-    assert "not an image file" in table.set_index("file").loc["crops.zip/crops/readme.txt", "labels"]
-    assert "not an image" in table.set_index("file").loc["crops.zip/crops/07.png", "labels"]
+    assert len(table) == 48 and table["faces"].sum() == 1  # 47 readable crops + the astronaut, who has a face
+    (problems,) = [d.value for d in at.dataframe if "reason" in d.value.columns]
+    reasons = problems.set_index("file")["reason"]
+    assert set(reasons.index) == {"crops.zip/crops/readme.txt", *(f"crops.zip/crops/{i:02d}.png" for i in (7, 21, 42))}
+    assert "not an image file" in reasons["crops.zip/crops/readme.txt"]
+    assert "not an image" in reasons["crops.zip/crops/07.png"] and not set(reasons.index) & set(table["file"])
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Images"] == "51" and metrics["Without a face"] == "47" and metrics["Skipped or unreadable"] == "4"
-    assert "Gallery" in [s.value for s in at.subheader] and len(at.image) == 38  # 40 a page, less 2 unreadable
+    assert metrics["Images analysed"] == "48" and metrics["Without a face"] == "47"
+    assert metrics["Skipped or unreadable"] == "4"
+    assert "Gallery" in [s.value for s in at.subheader] and len(at.image) == 40  # 40 a page
     at.number_input(key="photo_page").set_value(2).run()
-    assert len(at.image) == 10  # 11 images (the astronaut last), less 1 unreadable
+    assert len(at.image) == 8  # the last 8 (the astronaut last)
+    at.selectbox(key="photo_open").set_value("astronaut.png").run()  # a gallery photo opened in detail
+    assert_ok(at)
+    assert "astronaut.png" in [s.value for s in at.subheader]
+    assert any(c.startswith("face 1: ") for img in at.image for c in img.captions)
     csv = next(d for d in at.get("download_button") if d.label == "CSV (all faces)")
     assert csv.proto.url, "the CSV download is served"
 
@@ -889,7 +901,7 @@ def test_photo_zip_batch_one_table_csv_gallery_and_whole_image(photos_dir):
     assert {m.label: m.value for m in at.metric}["Without a face"] == "0"
     from fercore.inference.batch import to_table
 
-    rows = to_table(at.session_state["photo_batch"]["results"])
+    rows = to_table(at.session_state["photo_batch"]["report"].analysed)
     assert isinstance(rows, pd.DataFrame) and rows["whole_image"].sum() == 47
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fercore.inference.classify import EmotionClassifier
-from fercore.inference.live import LiveHistory, LiveSession, Recording, parse_ice_servers
+from fercore.inference.live import STATS_ENV, FrameLog, LiveHistory, LiveSession, Recording, parse_ice_servers
 from fercore.types import Box, FacePrediction
 from tests.conftest import FixedBackend
 
@@ -65,6 +65,65 @@ def test_session_runs_frames_through_its_pipeline_and_publishes_results():
     assert live.stop_recording() is None
     live.use_detector("blaze")
     assert live.detector_name == "blaze"
+
+
+def test_each_session_logs_its_frames_to_a_file_of_its_own_only_when_asked(tmp_path, monkeypatch):
+    frame = np.zeros((240, 320, 3), np.uint8)
+    monkeypatch.delenv(STATS_ENV, raising=False)
+    quiet = LiveSession(EmotionClassifier(backend=FixedBackend()), "haar")
+    quiet.process(frame)
+    assert quiet.frame_log is None
+
+    monkeypatch.setenv(STATS_ENV, str(tmp_path / "stats"))
+    a = LiveSession(EmotionClassifier(backend=FixedBackend()), "haar")
+    b = LiveSession(EmotionClassifier(backend=FixedBackend()), "haar")
+    for _ in range(4):
+        a.process(frame)
+    b.process(frame)
+    assert a.frame_log is not None and b.frame_log is not None
+    assert sorted(p.name for p in (tmp_path / "stats").iterdir()) == sorted(
+        [a.frame_log.path.name, b.frame_log.path.name]
+    )
+    rows = FrameLog.read(a.frame_log.path)
+    published = a.drain()
+    assert rows.shape == (4, 3) and len(FrameLog.read(b.frame_log.path)) == 1
+    # the same time and latency the page gets, and the face count (none on a blank frame)
+    assert rows[:, 0] == pytest.approx([t for t, _, _ in published], abs=1e-5)
+    assert rows[:, 1] == pytest.approx([lat for _, lat, _ in published], abs=1e-5)
+    assert (rows[:, 1] > 0).all() and (np.diff(rows[:, 0]) >= 0).all() and (rows[:, 2] == 0).all()
+
+
+def test_a_frame_log_reader_skips_a_half_written_line(tmp_path):
+    log = FrameLog(tmp_path)
+    log.add(10.0, 0.02, 1)
+    log.add(10.1, 0.03, 2)
+    with open(log.path, "a") as fh:
+        fh.write("10.2\t0.0")  # the writer was mid-line
+    assert FrameLog.read(log.path).tolist() == [[10.0, 0.02, 1.0], [10.1, 0.03, 2.0]]
+
+
+def test_an_empty_recording_says_why_and_the_session_knows_when_frames_flow():
+    live = LiveSession(EmotionClassifier(backend=FixedBackend()), "haar")
+    assert not live.streaming()
+    live.start_recording(5)
+    never = live.stop_recording()  # no frame ever: the camera was not started
+    assert never is not None and never.frames == 0 and not never.camera_started
+    assert "camera never started" in never.empty_reason()
+    frame = np.zeros((240, 320, 3), np.uint8)  # no face in it
+    live.process(frame)
+    assert live.streaming() and not live.streaming(now=live.last_frame_at + 10)
+    live.start_recording(5)
+    stalled = live.stop_recording()  # the camera ran before, but no frame came while recording
+    assert stalled.camera_started and "no frame arrived" in stalled.empty_reason()
+    live.start_recording(5)
+    live.process(frame)
+    live.process(frame)
+    faceless = live.stop_recording()
+    assert faceless.frames == 2 and faceless.table.empty and faceless.mp4
+    assert faceless.empty_reason() == "no face was seen in the 2 recorded frames"
+    rec = Recording(5)
+    rec.add(frame, [_face(1)], now=0.0)
+    assert rec.finish().empty_reason() is None
 
 
 def test_ice_servers_and_history():

@@ -23,7 +23,7 @@ from fercore.inference.detectors.blaze import BlazeFaceDetector
 from fercore.inference.detectors.haar import HaarDetector
 from fercore.inference.detectors.tracking import TrackingDetector
 from fercore.inference.image import load_image
-from fercore.inference.pipeline import FramePipeline, FrameResult
+from fercore.inference.pipeline import FramePipeline, FrameResult, number_faces
 from fercore.inference.track import FaceTracker
 from fercore.labels import EMOTIONS
 from fercore.types import Box, DetectorError, FacePrediction
@@ -51,7 +51,8 @@ def test_each_frame_calls_the_detector_once_and_the_classifier_once_with_all_its
         assert isinstance(face, FacePrediction)
         assert face.face.shape == (48, 48) and face.face.dtype == np.uint8
         assert list(face.scores) == list(EMOTIONS) and face.label == "happy"
-        assert face.face_id is None and not face.whole_image
+        assert not face.whole_image
+    assert [f.face_id for f in result.faces] == [1, 2]  # a still image: numbered left to right
     pipe(FRAME)
     assert len(detector.shapes) == 2 and backend.calls == [2, 2]
 
@@ -105,15 +106,40 @@ def test_tracker_gives_stable_ids_across_frames_and_reset_starts_again():
     assert sorted(f.face_id for f in pipe(FRAME).faces) == [1, 2]  # ids start afresh
 
 
-def test_a_given_tracker_is_used_and_no_tracker_means_no_ids():
+def test_a_given_tracker_is_used_and_its_ids_are_kept():
     tracker = FaceTracker(max_missed=1)
-    pipe, _, _ = _pipeline(tracker=tracker)
+    pipe, detector, _ = _pipeline(tracker=tracker)
     assert pipe.tracker is tracker
     pipe(FRAME)
     assert len(tracker.tracks) == 2
-    plain, _, _ = _pipeline()
-    assert plain.tracker is None and {f.face_id for f in plain(FRAME).faces} == {None}
+    # a new face on the left: a stream keeps its track ids (the newcomer gets 3), a still image renumbers
+    detector.boxes = [Box(2, 150, 50, 50), *TWO_FACES]
+    tracked = pipe(FRAME).faces
+    assert sorted((f.box.x, f.face_id) for f in tracked) == [(2, 3), (20, 1), (200, 2)]
+    plain, _, _ = _pipeline(boxes=detector.boxes)
+    assert plain.tracker is None and [(f.box.x, f.face_id) for f in plain(FRAME).faces] == [(2, 1), (20, 2), (200, 3)]
     plain.reset()  # nothing to reset: no error
+
+
+def test_still_image_faces_are_numbered_left_to_right_by_x_then_y():
+    # detector order is not reading order: a detector lists faces by score, size or scan position
+    boxes = [Box(300, 10, 40, 40), Box(5, 200, 40, 40), Box(120, 90, 40, 40), Box(120, 20, 40, 40)]
+    pipe, _, _ = _pipeline(boxes=boxes)
+    faces = pipe(FRAME).faces
+    assert [(f.box.x, f.box.y) for f in faces] == [(5, 200), (120, 20), (120, 90), (300, 10)]
+    assert [f.face_id for f in faces] == [1, 2, 3, 4]
+    assert all(type(f.face_id) is int for f in faces)
+    assert [f.to_dict()["face_id"] for f in faces] == [1, 2, 3, 4]
+    assert [f.to_row()["face_id"] for f in faces] == [1, 2, 3, 4]
+    assert number_faces([]) == []
+    again = number_faces(list(reversed(faces)))  # the same faces in any order get the same numbers
+    assert [(f.box, f.face_id) for f in again] == [(f.box, f.face_id) for f in faces]
+
+
+def test_whole_image_fallback_is_face_one():
+    pipe, _, _ = _pipeline(boxes=[], whole_image_fallback=True)
+    (face,) = pipe(FRAME).faces
+    assert face.whole_image and face.face_id == 1
 
 
 # ------------------------------------------------------------------------------------------- draw
@@ -236,7 +262,7 @@ def test_pipeline_on_a_photo(photos_dir, fixed_classifier):
     assert list(p.scores) == list(EMOTIONS)
     assert p.label == "happy" and p.confidence == pytest.approx(0.5)
     d = p.to_dict()
-    assert d["box"] == p.box.as_list() and d["label"] == "happy" and d["face_id"] is None
+    assert d["box"] == p.box.as_list() and d["label"] == "happy" and d["face_id"] == 1
     assert sum(d["scores"].values()) == pytest.approx(1.0)
     # a path, bytes and an array give the same answer
     same = [pipe.predict(str(path)), pipe.predict(path.read_bytes()), pipe.predict(load_image(path))]

@@ -1,10 +1,10 @@
 """Photo: faces and their emotions in uploaded photos, zips of photos or a sample photo. One table and
 one CSV/JSON for the whole batch; per photo the annotated image, bars and Grad-CAM when there are few."""
 
-import json
 from pathlib import Path
 
 import common
+import photo_views as views
 import streamlit as st
 
 from fercore.data import locations
@@ -26,20 +26,23 @@ uploads = c2.file_uploader(
     type=[*common.IMAGE_TYPES, "zip"],
     accept_multiple_files=True,
     key="photo_upload",
-    help=f"{LIMITS.describe()}. Files that cannot be read are skipped and listed.",
+    max_upload_size=LIMITS.max_total_bytes // 2**20,  # a zip may hold the whole batch
+    help=f"{LIMITS.describe()}. Files that cannot be read are skipped and listed with the reason.",
 )
 photos = locations.photos_dir()
 samples = sorted(p.name for p in photos.iterdir() if p.suffix.lower()[1:] in common.IMAGE_TYPES) if photos else []
 sample = c3.selectbox("…or a sample photo", ["(none)", *samples], key="photo_sample", disabled=not samples)
-t1, t2 = st.columns(2)
+t1, t2 = st.columns([3, 2])
 whole = t1.toggle(
-    "When no face is found, classify the whole image as one face",
+    "When no face is found, classify the whole image",
     key="photo_whole",
     help="For images that are face crops already (such as FER2013's 48×48 faces). Such faces are "
     "marked “whole image” in the table and `whole_image` in the CSV and JSON.",
 )
-gradcam = t2.toggle("Grad-CAM (where the model looks; loads TensorFlow, slower)", key="photo_gradcam")
-st.caption(f"Batches: {LIMITS.describe()}.")
+gradcam = t2.toggle(
+    "Grad-CAM (where the model looks)", key="photo_gradcam", help="Loads TensorFlow the first time: slower."
+)
+st.caption(f"A batch holds {LIMITS.describe()}.")
 
 inputs: list[tuple[str, bytes]] = [(u.name, u.getvalue()) for u in uploads or []]
 if sample != "(none)" and photos:
@@ -50,8 +53,15 @@ if not inputs:
 if model is None:
     st.stop()
 
-from fercore.inference.batch import ImageResult, ProgressClock, predict_images, read_uploads, to_table  # noqa: E402
-from fercore.inference.image import encode_png  # noqa: E402
+from fercore.inference.batch import (  # noqa: E402
+    BatchReport,
+    ProgressClock,
+    annotated_preview,
+    find_upload,
+    predict_images,
+    read_uploads,
+)
+from fercore.inference.image import load_image  # noqa: E402
 from fercore.inference.pipeline import FramePipeline  # noqa: E402
 
 job = (tuple((n, common.sha1(d)) for n, d in inputs), detector, str(model), whole)
@@ -71,63 +81,35 @@ if state is None or state["job"] != job:
         results.append(res)
         bar.progress(i / len(images), text=f"Finding faces… {i}/{len(images)} images · {clock.text(i / len(images))}")
     bar.empty()
-    state = {"job": job, "results": results, "skipped": [ImageResult(n, error=why) for n, why in skipped]}
+    state = {"job": job, "report": BatchReport.of(results, skipped)}
     st.session_state["photo_batch"] = state
 
-results, every = state["results"], state["results"] + state["skipped"]
-m1, m2, m3, m4 = st.columns(4)
-m1.metric("Images", len(results))
-m2.metric("Faces", sum(len(r.faces) for r in results))
-m3.metric("Without a face", sum(not r.faces and r.error is None for r in results))
-m4.metric("Skipped or unreadable", sum(r.error is not None for r in every))
-if state["skipped"]:
-    with st.expander(f"Skipped: {len(state['skipped'])}", icon=":material/warning:"):
-        st.dataframe([{"file": r.file, "why": r.error} for r in state["skipped"]], hide_index=True)
-downloads = [
-    ("CSV (all faces)", to_table(every).to_csv(index=False), "faces.csv", "text/csv"),
-    ("JSON (all images)", json.dumps([r.to_dict() for r in every], indent=2), "faces.json", "application/json"),
-]
-for col, (label, data, file, mime) in zip(st.columns([1, 1, 3]), downloads, strict=False):
-    col.download_button(label, data, file, mime, key=f"photo_{file}", icon=":material/download:")
-if len(every) > 1:
-    st.dataframe(
-        [r.summary() for r in every],
-        hide_index=True,
-        key="photo_table",
-        column_config={"labels": st.column_config.TextColumn("label per face")},
-    )
-
-if len(results) > DETAIL_MAX:  # the gallery: annotated thumbnails, a page at a time
+report: BatchReport = state["report"]
+views.batch_account(report)
+shown, gallery = report.analysed, len(report.analysed) > DETAIL_MAX
+if gallery:  # the gallery: annotated thumbnails, a page at a time; one opens in detail
     st.subheader("Gallery")
-    pages = (len(results) + GALLERY_PAGE - 1) // GALLERY_PAGE
+    pages = (len(shown) + GALLERY_PAGE - 1) // GALLERY_PAGE
     page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key="photo_page")) if pages > 1 else 1
-    shown = [r for r in results[(page - 1) * GALLERY_PAGE : page * GALLERY_PAGE] if r.preview is not None]
-    captions = [f"{Path(r.file).name}: {r.summary()['labels'] or 'no face'}" for r in shown]
-    common.face_grid([r.preview for r in shown], captions, cols=5, width=160)
-    st.stop()
+    thumbs = [r for r in shown[(page - 1) * GALLERY_PAGE : page * GALLERY_PAGE] if r.preview is not None]
+    captions = [f"{Path(r.file).name}: {r.summary()['labels'] or 'no face'}" for r in thumbs]
+    common.face_grid([r.preview for r in thumbs], captions, cols=5, width=160)
+    names = [r.file for r in shown]
+    picked = st.selectbox("Open a photo to see its faces", names, index=None, key="photo_open", placeholder="(none)")
+    if picked is None:
+        st.stop()
+    shown = [r for r in shown if r.file == picked]
 
 keras_path = catalog.keras_model_for(model) if gradcam else None
 if gradcam and keras_path is None:
     st.warning("Grad-CAM needs the Keras model (model.keras) beside the .tflite file; none found.")
 
-for n, res in enumerate(results):
+for n, res in enumerate(shown):
     st.divider()
     st.subheader(res.file)
-    if res.error is not None:
-        common.show_error(ValueError(res.error))
-        continue
-    left, right = st.columns([3, 2])
-    left.image(res.preview, caption=f"{len(res.faces)} face(s) found", width="stretch")
-    with right:
-        if not res.faces:
-            st.info(
-                "No face found. Try another detector (mtcnn is the most thorough), a photo with a larger "
-                "face, or classify the whole image (toggle above)."
-            )
-        else:
-            st.dataframe(to_table([res]).drop(columns=["file", "face_id", "error"]), hide_index=True)
-        png = encode_png(res.preview)
-        st.download_button("Annotated PNG", png, f"{Path(res.file).stem}_annotated.png", key=f"png_{n}")
+    preview = res.preview
+    if gallery:  # only a thumbnail was kept: draw this photo again, larger
+        preview = annotated_preview(load_image(find_upload(inputs, res.file, LIMITS) or b"", res.file), res.faces, 960)
     overlays = []
     if keras_path is not None and res.faces:
         from fercore.inference.explain import gradcam as grad_cam
@@ -138,9 +120,4 @@ for n, res in enumerate(results):
             overlays = [overlay(f.face, grad_cam(kmodel, f.face)) for f in res.faces]
         except (ValueError, OSError) as exc:
             common.show_error(exc, "Grad-CAM failed")
-    for i, f in enumerate(res.faces):
-        cols = st.columns([1, 3, 1] if overlays else [1, 4])
-        cols[0].image(f.face, caption=f"face {i + 1}: {f.label}", width=120)
-        cols[1].plotly_chart(common.emotion_bar(f.scores, height=200), key=f"bar_{n}_{i}")
-        if overlays:
-            cols[2].image(overlays[i], caption="Grad-CAM", width=120)
+    views.photo_detail(res, preview, str(n), overlays)

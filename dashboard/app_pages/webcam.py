@@ -17,6 +17,8 @@ from fercore.inference.classify import stream_model_path
 from fercore.inference.image import encode_png
 from fercore.inference.live import MAX_RECORD_SECONDS, LiveSession, parse_ice_servers
 
+IDLE_POLL_S = 5.0
+
 st.title("Webcam")
 
 model = common.require_model()
@@ -60,7 +62,7 @@ if not playing:
     st.caption("Press START and allow the camera. Boxes and labels are drawn on the returned video.")
 
 r1, r2, r3, r4 = st.columns([1, 1, 1, 2])
-limit = r4.slider(
+r4.slider(
     "Recording limit (s)",
     5,
     int(MAX_RECORD_SECONDS),
@@ -68,11 +70,22 @@ limit = r4.slider(
     key="webcam_limit",
     help="the recording stops by itself after this long; it is kept in your session only",
 )
-if r1.button("Record", icon=":material/fiber_manual_record:", key="webcam_record", disabled=live.recording is not None):
-    live.start_recording(float(limit))
+
+
+def start_recording() -> None:  # callbacks run before the page, so both buttons are drawn in the new state
+    st.session_state["webcam_live"].start_recording(float(st.session_state["webcam_limit"]))
     st.session_state.pop("webcam_recorded", None)
-if r2.button("Stop recording", icon=":material/stop:", key="webcam_stop", disabled=live.recording is None):
-    st.session_state["webcam_recorded"] = live.stop_recording()
+
+
+def stop_recording() -> None:
+    st.session_state["webcam_recorded"] = st.session_state["webcam_live"].stop_recording()
+
+
+recording = live.recording is not None
+r1.button(
+    "Record", icon=":material/fiber_manual_record:", key="webcam_record", disabled=recording, on_click=start_recording
+)
+r2.button("Stop recording", icon=":material/stop:", key="webcam_stop", disabled=not recording, on_click=stop_recording)
 if live.last_frame is not None:
     r3.download_button(
         "Snapshot",
@@ -94,7 +107,9 @@ k2.caption(
 )
 
 
-# The readout polls every second whatever ``playing`` said at this run, so a rerun that never reports
-# the player's start cannot leave it frozen at 0 frames while frames flow.
-st.fragment(views.readout, run_every=1.0)(live)
+# Only the readout reruns (a fragment): every second while frames flow or a recording waits for them,
+# every few seconds when idle, so an idle page stays still. The slow poll also catches a camera whose
+# start no rerun reported (``playing`` stayed false): the readout then reruns the page, which polls fast.
+active = playing or ctx.state.signalling or live.recording is not None or live.streaming()
+st.fragment(views.readout, run_every=1.0 if active else IDLE_POLL_S)(live, active)
 views.recording(st.session_state.get("webcam_recorded"))

@@ -48,7 +48,8 @@ class BatchLimits:
 
     def describe(self) -> str:
         mb, n = 2**20, self.max_files
-        return f"up to {n} images, {self.max_total_bytes // mb} MB in all, {self.max_file_bytes // mb} MB each"
+        total, each = self.max_total_bytes // mb, self.max_file_bytes // mb
+        return f"up to {n} images and {total} MB in all (a zip up to {total} MB), each image up to {each} MB"
 
 
 @dataclass
@@ -138,8 +139,25 @@ def _guarded(name: str, members: Iterator[tuple[str, bytes | str]]) -> Iterator[
         yield name, str(exc).removeprefix(f"{name}: ")
 
 
-def _zip_members(name: str, data: bytes, limits: BatchLimits) -> Iterator[tuple[str, bytes | str]]:
-    """``(name/member, bytes)`` per image member, or ``(name/member, reason)`` for one that is skipped.
+def find_upload(items: Iterable[tuple[str, bytes]], name: str, limits: BatchLimits | None = None) -> bytes | None:
+    """The bytes of the image that ``read_uploads`` named ``name`` (an upload, or one zip member read
+    alone: opening one photo of a batch costs one photo), or None when there is no such image."""
+    limits = limits or BatchLimits()
+    for upload, data in items:
+        if upload == name:
+            return data
+        if upload.lower().endswith(".zip") and name.startswith(f"{upload}/"):
+            with contextlib.suppress(DataError):
+                for _, content in _zip_members(upload, data, limits, only=name):
+                    return content if isinstance(content, bytes) else None
+    return None
+
+
+def _zip_members(
+    name: str, data: bytes, limits: BatchLimits, only: str | None = None
+) -> Iterator[tuple[str, bytes | str]]:
+    """``(name/member, bytes)`` per image member, or ``(name/member, reason)`` for one that is skipped
+    (``only``: just that member).
 
     The archive as a whole is vetted by ``fercore.data.uploads.check_zip_members`` first (links, ``..``,
     encryption, member count, total size, ratio: one ``DataError``); then members are read one at a time.
@@ -158,6 +176,8 @@ def _zip_members(name: str, data: bytes, limits: BatchLimits) -> Iterator[tuple[
     with archive:
         for info, rel in check_zip_members(archive, name, budget):
             member = f"{name}/{rel.as_posix()}"
+            if only is not None and member != only:
+                continue
             if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
                 continue  # hidden files and the metadata macOS adds to every zip
             if not is_image_name(rel.name):
@@ -213,8 +233,9 @@ def _predict_one(pipeline: FramePipeline, name: str, src: ImageSource, preview: 
 
 
 def annotated_preview(rgb: np.ndarray, faces: list[FacePrediction], side: int) -> np.ndarray:
-    """``rgb`` scaled (up or down) to a longer side of ``side`` px, with the faces drawn at that scale:
-    48×48 crops get readable labels, large photos cheap thumbnails."""
+    """``rgb`` scaled (up or down) to a longer side of ``side`` px, with the faces drawn at that scale
+    (each box tagged with its number and label): 48×48 crops get readable labels, large photos cheap
+    thumbnails."""
     import cv2
 
     from fercore.inference.draw import annotate
@@ -224,7 +245,9 @@ def annotated_preview(rgb: np.ndarray, faces: list[FacePrediction], side: int) -
     if abs(f - 1.0) > 1e-3:
         size = (max(1, round(w * f)), max(1, round(h * f)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    return annotate(rgb, [replace(face, box=face.box.scaled(f)) for face in faces], show_bars=side >= 480)
+    # bars beside a box only where they are readable and cover no other face (pages chart each face)
+    bars = side >= 480 and len(faces) <= 2
+    return annotate(rgb, [replace(face, box=face.box.scaled(f)) for face in faces], show_bars=bars)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,8 +311,45 @@ def to_table(results: Iterable[ImageResult]) -> Any:
     import pandas as pd
 
     table = pd.DataFrame([row for r in results for row in r.rows()], columns=BATCH_COLUMNS)
-    table["face_id"] = table["face_id"].astype("Int64")
-    return table
+    # integers stay integers (``53``, not ``53.0``) beside the empty cells of a row without a face
+    return table.astype(dict.fromkeys(["face_id", "x", "y", "w", "h"], "Int64"))
+
+
+@dataclass
+class BatchReport:
+    """One account of a batch: the images analysed, and every item that was not — skipped before
+    decoding (not an image, over a limit, a refused zip) or unreadable — each with its reason.
+    The Photo page's counts, its list of problems and its downloads all come from here."""
+
+    analysed: list[ImageResult]
+    problems: list[ImageResult]
+
+    @classmethod
+    def of(cls, results: Iterable[ImageResult], skipped: Iterable[Skipped] = ()) -> BatchReport:
+        """From ``predict_images``' results and ``read_uploads``' skipped ``(name, reason)`` pairs."""
+        results = list(results)
+        problems = [ImageResult(name, error=why) for name, why in skipped]
+        return cls([r for r in results if r.error is None], problems + [r for r in results if r.error is not None])
+
+    @property
+    def faces(self) -> int:
+        return sum(len(r.faces) for r in self.analysed)
+
+    @property
+    def without_face(self) -> int:
+        return sum(not r.faces for r in self.analysed)
+
+    def problem_rows(self) -> list[dict[str, str]]:
+        """``{"file", "reason"}`` per item skipped or unreadable (the reason without the file's name)."""
+        return [{"file": r.file, "reason": (r.error or "").removeprefix(f"{r.file}: ")} for r in self.problems]
+
+    def table(self) -> Any:
+        """``to_table`` of every item: faces, images without one, and one row per problem (``error``)."""
+        return to_table(self.analysed + self.problems)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """``ImageResult.to_dict`` of every item, analysed first."""
+        return [r.to_dict() for r in self.analysed + self.problems]
 
 
 @dataclass

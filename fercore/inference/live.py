@@ -4,16 +4,20 @@ streamlit-webrtc calls the frame callback in a worker thread; it must never touc
 ``LiveSession`` runs each frame through the session's ``FramePipeline`` (a stream detector and a
 tracker of its own around the shared, thread-safe classifier), keeps the latest annotated frame,
 and puts ``(time, latency_s, faces)`` on a bounded queue that the page drains on its own schedule.
+When ``FER_LIVE_STATS`` names a folder, each session also appends its per-frame timings to a file
+there (``FrameLog``): how ``bench/live_capacity.py`` reads a running server from outside.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from dataclasses import dataclass
 from fractions import Fraction
@@ -34,6 +38,7 @@ from fercore.types import ROW_COLUMNS, FacePrediction
 
 RECORD_COLUMNS: list[str] = ["frame", "time_s", *ROW_COLUMNS, *(f"raw_{e}" for e in EMOTIONS)]
 MAX_RECORD_SECONDS = 120.0
+STATS_ENV = "FER_LIVE_STATS"
 
 
 @dataclass
@@ -44,6 +49,19 @@ class RecordingResult:
     mp4: bytes
     seconds: float
     frames: int
+    camera_started: bool = True  # had the session processed any frame when the recording ended?
+
+    def empty_reason(self) -> str | None:
+        """Why the recording holds no face rows (None when it holds some): the camera never started,
+        no frame arrived while recording, or frames came but no face was seen in them."""
+        if self.frames == 0 and not self.camera_started:
+            return "the camera never started (press START above and allow the camera, then record)"
+        if self.frames == 0:
+            return "no frame arrived while recording (the camera was stopped or paused)"
+        if self.table.empty:
+            n = self.frames
+            return f"no face was seen in the {n} recorded frame{'s' * (n != 1)}"
+        return None
 
     def csv(self) -> bytes:
         return self.table.to_csv(index=False).encode()
@@ -114,6 +132,40 @@ class Recording:
         self._cleanup()
 
 
+class FrameLog:
+    """Per-frame timings of one stream, appended to a file of its own: wall time, processing seconds, faces.
+
+    Off unless ``FER_LIVE_STATS`` names a folder (``from_env``). A file per stream lets a reader tell
+    streams apart without any id from the page; one short append per frame costs microseconds.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"stream-{os.getpid()}-{uuid.uuid4().hex[:12]}.tsv"
+
+    @classmethod
+    def from_env(cls) -> FrameLog | None:
+        folder = os.environ.get(STATS_ENV, "").strip()
+        return cls(Path(folder)) if folder else None
+
+    def add(self, t: float, latency_s: float, faces: int) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(f"{t:.6f}\t{latency_s:.6f}\t{faces}\n")
+
+    @staticmethod
+    def read(path: Path) -> np.ndarray:
+        """The rows of one log as an (n, 3) float array (a half-written last line is skipped)."""
+        rows = []
+        for line in Path(path).read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3:
+                try:
+                    rows.append([float(v) for v in parts])
+                except ValueError:
+                    continue
+        return np.array(rows, dtype=float).reshape(-1, 3)
+
+
 class LiveSession:
     """Per-session state of a live stream; ``process`` is called from the stream's worker thread."""
 
@@ -122,11 +174,13 @@ class LiveSession:
         self.queue: queue.Queue[tuple[float, float, list[dict[str, Any]]]] = queue.Queue(maxsize=maxsize)
         self.frames = 0
         self.last_frame: np.ndarray | None = None
+        self.last_frame_at: float | None = None  # time.time() when the last frame was processed
         self.calibration = PersonalCalibration()
         self.recording: Recording | None = None
         self._lock = threading.Lock()
         self.detector_name = detector
         self.pipeline = self._build(detector)
+        self.frame_log = FrameLog.from_env()
 
     def _build(self, detector: str) -> FramePipeline:
         return FramePipeline(
@@ -149,9 +203,17 @@ class LiveSession:
             annotated = result.image if result.image is not None else rgb
             if self.recording is not None:
                 self.recording.add(annotated, result.faces, time.time())
-        self.last_frame = annotated
-        self._publish((time.time(), time.perf_counter() - t0, [f.to_dict() for f in result.faces]))
+        now, latency = time.time(), time.perf_counter() - t0
+        self.last_frame, self.last_frame_at = annotated, now
+        self._publish((now, latency, [f.to_dict() for f in result.faces]))
+        if self.frame_log is not None:
+            self.frame_log.add(now, latency, len(result.faces))
         return annotated
+
+    def streaming(self, within: float = 3.0, now: float | None = None) -> bool:
+        """Did a frame arrive in the last ``within`` seconds? (The camera is running, whatever the page heard.)"""
+        now = time.time() if now is None else now
+        return self.last_frame_at is not None and now - self.last_frame_at <= within
 
     def start_recording(self, max_seconds: float = 60.0) -> None:
         """Keep every processed frame's faces and the annotated video from now on (up to ``max_seconds``)."""
@@ -165,7 +227,11 @@ class LiveSession:
         """End the recording; its data in memory (None when none was running)."""
         with self._lock:
             recording, self.recording = self.recording, None
-        return recording.finish() if recording is not None else None
+        if recording is None:
+            return None
+        result = recording.finish()
+        result.camera_started = self.frames > 0
+        return result
 
     def close(self) -> None:
         """Drop whatever is being recorded (the session ended)."""

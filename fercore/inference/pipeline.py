@@ -10,7 +10,7 @@ stream: build one per video or webcam session around a shared classifier.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ Drawer = Callable[[np.ndarray, list[FacePrediction]], np.ndarray]
 
 @dataclass
 class FrameResult:
-    """What one frame gave: its faces (left to right, or by track) and, when drawing, the annotated copy."""
+    """What one frame gave: its faces (numbered left to right, or by track) and, when drawing, the annotated copy."""
 
     faces: list[FacePrediction]
     image: np.ndarray | None = field(default=None, repr=False)
@@ -47,6 +47,8 @@ class FramePipeline:
     in the original pixels and crops are cut from the full-resolution frame. With
     ``whole_image_fallback``, a frame without a detected face is classified as one face (marked
     ``whole_image``) — for photos that are already face crops.
+    Without a tracker, the faces of a frame are numbered 1…n left to right (``number_faces``): the
+    number on a photo's boxes, charts, table, CSV and JSON. A tracker's ids replace them in streams.
     """
 
     def __init__(
@@ -83,8 +85,7 @@ class FramePipeline:
             faces = self.classify(gray, boxes)
         else:
             faces = self.classify_whole(gray)
-        if self.tracker is not None:
-            faces = self.tracker.update(faces)
+        faces = self.tracker.update(faces) if self.tracker is not None else number_faces(faces)
         if self.adjust is not None:
             faces = self.adjust(faces)
         return FrameResult(faces, self.drawer(frame, faces) if self.drawer else None)
@@ -130,3 +131,10 @@ class FramePipeline:
         reset = getattr(self.detector, "reset", None)
         if callable(reset):
             reset()
+
+
+def number_faces(faces: list[FacePrediction]) -> list[FacePrediction]:
+    """The faces of one still image in reading order, left to right (by box x, then y), with
+    ``face_id`` 1…n: the one numbering a photo's outputs share, stable for the same image."""
+    ordered = sorted(faces, key=lambda f: (f.box.x, f.box.y))
+    return [replace(face, face_id=i) for i, face in enumerate(ordered, 1)]

@@ -179,15 +179,17 @@ def netns(name: str):
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def chromium_in_netns(name: str, folder: Path) -> Path:
-    """An executable that starts Chromium inside the namespace (Playwright talks to it over pipes)."""
+def chromium_in_netns(name: str, folder: Path, nice: int = 0) -> Path:
+    """An executable that starts Chromium inside the namespace (Playwright talks to it over pipes);
+    ``nice`` > 0 runs it that much nicer than its caller."""
     wrapper = folder / "chromium-netns.sh"
-    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {name} "{CHROMIUM}" "$@"\n')
+    prefix = f"nice -n {int(nice)} " if nice else ""
+    wrapper.write_text(f'#!/bin/sh\nexec {prefix}ip netns exec {name} "{CHROMIUM}" "$@"\n')
     wrapper.chmod(0o755)
     return wrapper
 
 
-def write_y4m(photo: Path, out: Path, frames: int = 30, width: int = 640, height: int = 480) -> Path:
+def write_y4m(photo: Path, out: Path, frames: int = 30, width: int = 640, height: int = 480, fps: int = 15) -> Path:
     """A y4m clip for --use-file-for-fake-video-capture: the photo, letterboxed, drifting a little."""
     import cv2
 
@@ -197,7 +199,7 @@ def write_y4m(photo: Path, out: Path, frames: int = 30, width: int = 640, height
     scale = min((width - 40) / bgr.shape[1], (height - 20) / bgr.shape[0])
     img = cv2.resize(bgr, (int(bgr.shape[1] * scale), int(bgr.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     with open(out, "wb") as fh:
-        fh.write(f"YUV4MPEG2 W{width} H{height} F15:1 Ip A1:1 C420jpeg\n".encode())
+        fh.write(f"YUV4MPEG2 W{width} H{height} F{int(fps)}:1 Ip A1:1 C420jpeg\n".encode())
         for i in range(frames):
             canvas = np.full((height, width, 3), 40, np.uint8)
             dx = int(10 * np.sin(2 * np.pi * i / frames))

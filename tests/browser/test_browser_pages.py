@@ -135,7 +135,7 @@ def test_photo_upload_shows_the_result(app):
     assert page.get_by_text("1 face(s) found").count() == 1
     assert page.get_by_role("button", name="Annotated PNG", exact=True).count() == 1
     assert page.get_by_role("button", name="CSV (all faces)", exact=True).count() == 1  # one table for the batch
-    shot(page, "photo")
+    # the Photo screenshot shows t1's numbered faces: test_browser_photo.py takes it
 
 
 def test_video_upload_shows_the_result(app, tmp_path):

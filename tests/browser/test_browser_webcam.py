@@ -217,3 +217,44 @@ def test_webcam_processes_frames_and_draws_labels(tmp_path):
                     browser.close()
         finally:
             server.stop()
+
+
+def test_record_without_a_camera_says_so_and_offers_no_empty_downloads(tmp_path):
+    """No START pressed (no camera at all): Record then Stop says the camera never started, offers no
+    download, and the buttons show the state that is true (Record enabled again)."""
+    skip_unless_browser()
+    if not Path(default_model_path()).exists():
+        pytest.skip(f"no trained model at {default_model_path()}")
+    from browser_helpers import CHROMIUM, free_port
+    from playwright.sync_api import sync_playwright
+
+    server = Server(
+        free_port(),
+        server_env(FER_RUNS=str(tmp_path / "runs"), FER_CACHE=str(tmp_path / "cache")),
+        tmp_path / "streamlit.log",
+    )
+    try:
+        server.wait_healthy()
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                open_app(page, f"{server.url}/webcam", server=server)
+                record = page.get_by_role("button", name="Record", exact=True)
+                stop = page.get_by_role("button", name="Stop recording")
+                assert record.is_enabled() and stop.is_disabled()
+                record.click()
+                page.get_by_text("waiting", exact=True).wait_for(timeout=30_000)  # no frame yet, not "0 s"
+                assert record.is_disabled() and stop.is_enabled()
+                stop.click()
+                page.get_by_text(re.compile("Nothing was recorded: the camera never started")).wait_for(timeout=30_000)
+                assert record.is_enabled() and stop.is_disabled(), "the buttons show the state that is true"
+                body = page.inner_text("body")
+                assert "Recording: 0.0 s" not in body and "0 face rows" not in body
+                for label in ("CSV", "JSON", "MP4"):
+                    assert page.get_by_role("button", name=label, exact=True).count() == 0, label
+                assert not page_errors(page), page_errors(page)
+            finally:
+                browser.close()
+    finally:
+        server.stop()
