@@ -75,12 +75,17 @@ def apply_preset() -> None:
 
 
 def mark_custom() -> None:
-    """The submit buttons' callback: fields edited away from the chosen preset make the settings custom."""
+    """The submit buttons' callback: fields edited away from the chosen preset make the settings custom;
+    a preset's architecture parameters left as filled in follow a change of architecture (its defaults)."""
     name = st.session_state.get(PRESET)
     if name in presets():
         wanted = _fill(presets()[name].config())
         if any(st.session_state.get(key) != value for key, value in wanted.items()):
             st.session_state[PRESET] = recipes.CUSTOM
+    filled = {_fill(p.config())["train_params"] for p in presets().values() if p.config_file.is_file()}
+    params, model = st.session_state.get("train_params"), st.session_state.get("train_model")
+    if params in filled and model in MODELS and set(json.loads(params)) - set(preview.builder_params(model)):
+        st.session_state["train_params"] = "{}"
 
 
 def preset_choice() -> str:

@@ -384,6 +384,11 @@ def test_train_page_form_is_generated_from_the_config_and_shows_the_standard_pre
     assert errors(at) and "no such file or folder" in errors(at)[0]
     assert at.radio(key="train_preset").value == "custom"
     assert at.number_input(key="train_epochs").value == quick.epochs + 1
+    # another architecture: the preset's parameters (fernet's), left as filled in, give way to its defaults
+    at.selectbox(key="train_model").set_value("coursera")
+    button(at, "Start training").click().run()
+    assert at.text_input(key="train_params").value == "{}"
+    assert errors(at) and "no such file or folder" in errors(at)[0], errors(at)
 
 
 def test_train_page_presets_show_expected_figures_scaled_to_this_machine(tmp_path, monkeypatch):
