@@ -83,7 +83,7 @@ def mark_custom() -> None:
         if any(st.session_state.get(key) != value for key, value in wanted.items()):
             st.session_state[PRESET] = recipes.CUSTOM
     filled = {_fill(p.config())["train_params"] for p in presets().values() if p.config_file.is_file()}
-    params, model = st.session_state.get("train_params"), st.session_state.get("train_model")
+    params, model = str(st.session_state.get("train_params")), st.session_state.get("train_model")
     if params in filled and model in MODELS and set(json.loads(params)) - set(preview.builder_params(model)):
         st.session_state["train_params"] = "{}"
 
