@@ -21,7 +21,7 @@ from fercore.train.config import architecture, form_config, log_interval
 from fercore.train.precision import auto_rule, resolve_precision
 
 PROBED = "train_probed"  # session state: the probe keys this session asked for
-PREFILLED = "train_prefilled"  # session state: the start a "Fine-tune from this run" click filled in
+PREFILLED = "train_prefilled"  # session state: the start a "Fine-tune" click filled in
 PRESET = "train_preset"  # session state: the chosen preset (or "custom")
 DEFAULT_PRESET = "standard"
 OPTIONS = options(TrainConfig)
@@ -335,7 +335,7 @@ def finetune_button(run: runs.RunView, starts: dict[str, str], where: Any, key: 
     run's config names the model it really trains)."""
     label = next((lbl for lbl, file in starts.items() if file and run.path in Path(file).parents), None)
     if where.button(
-        "Fine-tune from this run",
+        "Fine-tune",  # the help says from what: the full phrase is cut off in a third of the panel
         key=f"finetune_{key}",
         disabled=label is None,
         help="start a new run from this run's model" if label else "this run has no Keras model yet",
@@ -356,7 +356,7 @@ def _prefill(label: str, config: dict[str, Any]) -> None:
 
 
 def prefill_note() -> None:
-    """Say above the form what "Fine-tune from this run" filled in (while that start stays chosen)."""
+    """Say above the form what "Fine-tune" filled in (while that start stays chosen)."""
     label = st.session_state.get(PREFILLED)
     if label and st.session_state.get("train_init") == label:
         st.info(f"Starts from {label}, with its architecture. Set the epochs and learning rate (fine-tuning "
