@@ -1,10 +1,12 @@
-"""Layout blocks of the Train page: a run's curves, the model preview (layers, size, measured time per
-epoch), the overlay of several runs' curves and the fine-tune action (the page stays a short script)."""
+"""Layout blocks of the Train page: the presets (expected top-1 and time here) and the form's advanced
+fields, a run's curves, the model preview (layers, size, measured time per epoch), the overlay of several
+runs' curves and the fine-tune action (the page stays a short script)."""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,191 @@ import streamlit as st
 from fercore import runs
 from fercore.data import locations
 from fercore.models.architectures import list_models
-from fercore.train import TrainConfig, preview, steps_per_epoch
-from fercore.train.config import architecture
-from fercore.train.precision import resolve_precision
+from fercore.train import Augment, TrainConfig, options, preview, steps_per_epoch
+from fercore.train import presets as recipes
+from fercore.train.config import architecture, form_config, log_interval
+from fercore.train.precision import auto_rule, resolve_precision
 
 PROBED = "train_probed"  # session state: the probe keys this session asked for
-PREFILLED = "train_prefilled"  # session state: the start a "Fine-tune from this run" click filled in
+PREFILLED = "train_prefilled"  # session state: the start a "Fine-tune" click filled in
+PRESET = "train_preset"  # session state: the chosen preset (or "custom")
+DEFAULT_PRESET = "standard"
+OPTIONS = options(TrainConfig)
+# the recipe settings of the form, under "Advanced" (the dataset and subset size are above it: they choose
+# what a preset trains on, not how)
+FIELDS = ["model", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing", "warmup_epochs"]
+FIELDS += ["weight_decay", "export_checkpoint", "class_weights", "precision"]
+RANDOM_INIT = "(random initialisation)"
+PARAMS_HELP = "Keyword arguments of the architecture (a JSON object); defaults: " + "; ".join(
+    f"{m}: `{json.dumps(preview.builder_params(m))}`" for m in OPTIONS["model"].choices
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets and the form
+
+
+def presets() -> dict[str, recipes.Preset]:
+    """The presets of training/configs/presets.json (read again when the file changes: figures get filled in)."""
+    path = recipes.PRESETS_FILE
+    return _presets(str(path), path.stat().st_mtime_ns)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _presets(path: str, mtime_ns: int) -> dict[str, recipes.Preset]:
+    return recipes.load_presets(Path(path))
+
+
+def _fill(config: TrainConfig) -> dict[str, Any]:
+    """The form's widget values (session-state keys) that show ``config``'s recipe."""
+    out: dict[str, Any] = {f"train_{name}": getattr(config, name) for name in FIELDS}
+    out |= {"train_params": json.dumps(config.model_params), "train_init": RANDOM_INIT, "train_relabel": ""}
+    out |= {f"train_aug_{f.name}": bool(getattr(config.augment, f.name)) for f in fields(Augment)}
+    return out
+
+
+def init_form(data_default: str) -> None:
+    """First visit: the form shows the default preset (the shipped model's recipe)."""
+    st.session_state.setdefault(PRESET, DEFAULT_PRESET)
+    name = st.session_state[PRESET]
+    base = presets()[name].config() if name in presets() else TrainConfig()
+    for key, value in {**_fill(base), "train_data": data_default, "train_subset": 0}.items():
+        st.session_state.setdefault(key, value)
+
+
+def apply_preset() -> None:
+    """The preset choice's callback: fill the form with the chosen recipe (custom keeps the fields)."""
+    name = st.session_state[PRESET]
+    if name in presets():
+        st.session_state.update(_fill(presets()[name].config()))
+
+
+def mark_custom() -> None:
+    """The submit buttons' callback: fields edited away from the chosen preset make the settings custom;
+    a preset's architecture parameters left as filled in follow a change of architecture (its defaults)."""
+    name = st.session_state.get(PRESET)
+    if name in presets():
+        wanted = _fill(presets()[name].config())
+        if any(st.session_state.get(key) != value for key, value in wanted.items()):
+            st.session_state[PRESET] = recipes.CUSTOM
+    filled = {_fill(p.config())["train_params"] for p in presets().values() if p.config_file.is_file()}
+    params, model = str(st.session_state.get("train_params")), st.session_state.get("train_model")
+    if params in filled and model in list_models() and set(json.loads(params)) - set(preview.builder_params(model)):
+        st.session_state["train_params"] = "{}"
+
+
+def preset_choice() -> str:
+    """The first choice of the form: a preset or custom settings."""
+    names = [*presets(), recipes.CUSTOM]
+    labels = {n: p.label for n, p in presets().items()} | {recipes.CUSTOM: "Custom"}
+    tip = "a tested recipe (training/configs/*.json); editing a field under Advanced makes it custom"
+    return st.radio(
+        "Preset", names, format_func=labels.get, key=PRESET, horizontal=True, on_change=apply_preset, help=tip
+    )
+
+
+def run_config(values: dict[str, Any], augment: dict[str, bool]) -> TrainConfig:
+    """The config to launch: the chosen preset's recipe on the form's dataset and subset, or the fields."""
+    name = st.session_state.get(PRESET)
+    if name not in presets():
+        return form_config(values, augment)
+    config = presets()[name].config(data=values["data"])
+    config = replace(config, subset=int(values["subset"]))
+    return replace(config, log_every=log_interval(config.subset, config.batch_size))
+
+
+def field_widget(where: Any, name: str) -> Any:
+    """The widget of one config setting, from its type, choices, bounds and help (its value is in the
+    session state, set by :func:`init_form` and the presets)."""
+    o, key = OPTIONS[name], f"train_{name}"
+    label = o.label or name.replace("_", " ").capitalize()
+    if o.choices:
+        return where.selectbox(label, o.choices, key=key, help=o.help)
+    if o.type is bool:
+        return where.checkbox(label, key=key, help=o.help)
+    fmt = "%g" if o.type is float else None  # 0.0005, not 0.00
+    return where.number_input(label, o.minimum, o.maximum, key=key, help=o.help, format=fmt)
+
+
+def advanced_fields(starts: dict[str, str]) -> tuple[dict[str, Any], str, str, str, dict[str, bool]]:
+    """The raw settings (a preset fills them): (values, start-from label, params JSON, relabel file, augment)."""
+    cols = [c for _ in FIELDS[::4] for c in st.columns(4)]  # four settings per row
+    values = {name: field_widget(col, name) for col, name in zip(cols, FIELDS, strict=False)}
+    st.caption(f"Precision {auto_rule()}.")
+    left, mid, right = st.columns([1, 2, 1])  # the parameters' JSON is the longest value
+    start = left.selectbox(OPTIONS["init_from"].label, list(starts), key="train_init", help=OPTIONS["init_from"].help)
+    params = mid.text_input("Architecture parameters (JSON)", key="train_params", help=PARAMS_HELP)
+    relabel = right.text_input("Relabel file (optional)", key="train_relabel", help=OPTIONS["relabel"].help)
+    st.caption("Augmentation (on: the recipe's strength, or the default one)")
+    augs = fields(Augment)
+    cols = [c for _ in augs[::4] for c in st.columns(4)]  # four per row: the labels fit at 1280 px
+    augment = {f.name: col.checkbox(f.metadata["label"], key=f"train_aug_{f.name}", help=f.metadata["help"])
+               for col, f in zip(cols, augs, strict=True)}  # fmt: skip
+    return values, start, params, relabel, augment
+
+
+@st.cache_resource
+def _speeds() -> dict[str, tuple[float, float, float]]:
+    """Probe results of this server by probe key (both the preview's and the presets' probes fill it)."""
+    return {}
+
+
+def _probe_key(name: str, params_json: str, batch: int, precision: str) -> str:
+    return f"{name}|{params_json}|{batch}|{precision}"
+
+
+def probe(name: str, params_json: str, batch: int, precision: str) -> tuple[float, float, float]:
+    """The cached probe of a model at a batch size and precision, remembered for the preset estimates."""
+    result = _probe(name, params_json, batch, precision)
+    _speeds()[_probe_key(name, params_json, batch, precision)] = result
+    return result
+
+
+def _preset_key(config: TrainConfig) -> tuple[str, str, int, str]:
+    return (
+        config.model,
+        json.dumps(config.model_params, sort_keys=True),
+        config.batch_size,
+        resolve_precision(config.precision),
+    )
+
+
+def preset_cards() -> None:
+    """Per preset, before the start: its expected PublicTest top-1 and wall time on this machine (the
+    reference time scaled by this machine's measured throughput), with a button that measures it."""
+    shown = presets()
+    cols = st.columns(len(shown))
+    for col, preset in zip(cols, shown.values(), strict=True):
+        try:
+            config = preset.config()
+        except (OSError, ValueError) as exc:  # a recipe file missing or invalid: say so, keep the page
+            col.error(f"{preset.label}: {preset.config_file.name} is unreadable ({exc})", icon=":material/error:")
+            continue
+        top1 = f"{preset.top1:.2%}" if preset.top1 is not None else "not measured yet"
+        speed = _speeds().get(_probe_key(*_preset_key(config)))
+        if not preset.measured:
+            time_text = "not measured yet"
+        elif speed is None:
+            time_text = f"{runs.fmt_duration(preset.wall_minutes * 60)} on the reference machine; measure this one"  # type: ignore[operator]
+        else:
+            here = recipes.images_per_second(speed[0], speed[1], config.batch_size)
+            minutes = preset.expected_minutes(here) or 0.0
+            time_text = f"≈ {runs.fmt_duration(minutes * 60)} here ({here:,.0f} images/s)"
+        with col.container(border=True):
+            st.markdown(f"**{preset.label}** · {config.epochs} epochs · `{config.model}`")
+            st.markdown(f"Expected top-1: **{top1}**  \nWall time: **{time_text}**")
+            if preset.reference:
+                st.caption(preset.reference)
+    waiting = [p for p in shown.values() if p.measured and p.config_file.is_file()]
+    waiting = [p for p in waiting if _speeds().get(_probe_key(*_preset_key(p.config()))) is None]
+    tip = "times a few training steps of each preset's model, now (loads TensorFlow once)"
+    if waiting and st.button("Measure this machine's speed", key="train_measure_presets", help=tip):
+        for preset in waiting:
+            try:
+                probe(*_preset_key(preset.config()))
+            except common.USER_ERRORS as exc:
+                common.show_error(exc, f"{preset.label}: not measured")
+        st.rerun()
 
 
 def show_problem(run: runs.RunView) -> None:
@@ -121,7 +302,7 @@ def model_preview(config: dict[str, Any]) -> None:
 def _estimate(where: Any, config: dict[str, Any], name: str, params_json: str, batch: int, bf16: str) -> None:
     """Time per epoch (and for the whole run) from the probe, scaled to the config's training images."""
     try:
-        step, val_step, load = _probe(name, params_json, batch, bf16)
+        step, val_step, load = probe(name, params_json, batch, bf16)
     except common.USER_ERRORS as exc:
         common.show_error(exc, "Not measured")
         return
@@ -157,7 +338,7 @@ def finetune_button(run: runs.RunView, starts: dict[str, str], where: Any, key: 
     run's config names the model it really trains)."""
     label = next((lbl for lbl, file in starts.items() if file and run.path in Path(file).parents), None)
     if where.button(
-        "Fine-tune from this run",
+        "Fine-tune",  # the help says from what: the full phrase is cut off in a third of the panel
         key=f"finetune_{key}",
         disabled=label is None,
         help="start a new run from this run's model" if label else "this run has no Keras model yet",
@@ -174,10 +355,11 @@ def _prefill(label: str, config: dict[str, Any]) -> None:
     if isinstance(config.get("model_params"), dict):
         st.session_state["train_params"] = json.dumps(config["model_params"])
     st.session_state[PREFILLED] = label
+    st.session_state[PRESET] = recipes.CUSTOM
 
 
 def prefill_note() -> None:
-    """Say above the form what "Fine-tune from this run" filled in (while that start stays chosen)."""
+    """Say above the form what "Fine-tune" filled in (while that start stays chosen)."""
     label = st.session_state.get(PREFILLED)
     if label and st.session_state.get("train_init") == label:
         st.info(f"Starts from {label}, with its architecture. Set the epochs and learning rate (fine-tuning "

@@ -426,18 +426,127 @@ def test_train_page_form_and_bad_path(tmp_path, monkeypatch):
     assert not list((tmp_path / "runs").glob("*")), "nothing was started"
 
 
-def test_train_page_form_is_generated_from_the_config():
-    from fercore.models.architectures import list_models
-    from fercore.train import OPTIMIZERS, SCHEDULES, TrainConfig
+def test_train_page_form_is_generated_from_the_config_and_shows_the_standard_preset(tmp_path, monkeypatch):
+    from fercore.models.architectures import list_models, read_model_config
+    from fercore.train import OPTIMIZERS, SCHEDULES, presets
 
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
     at = open_page("train")
     assert at.selectbox(key="train_model").options == list(list_models())
     assert at.selectbox(key="train_optimizer").options == list(OPTIMIZERS)
     assert at.selectbox(key="train_schedule").options == list(SCHEDULES)
-    defaults = TrainConfig()
-    assert at.number_input(key="train_epochs").value == defaults.epochs
-    assert at.number_input(key="train_lr").value == defaults.lr
+    choice = at.radio(key="train_preset")
+    assert choice.options == [p.label for p in presets.load_presets().values()] + ["Custom"]
+    assert choice.value == "standard", "the default is the standard preset"
+    standard = presets.load_preset("standard").config()
+    assert at.number_input(key="train_epochs").value == standard.epochs
+    assert at.number_input(key="train_lr").value == standard.lr
+    assert json.loads(at.text_input(key="train_params").value) == standard.model_params
+    shipped = read_model_config(ROOT / "models" / "model.keras")
+    if shipped:  # the standard preset is the shipped model's recipe (its architecture)
+        assert {k: standard.model_params[k] for k in ("widths", "depths", "stem_width")} == {
+            k: shipped["model_params"][k] for k in ("widths", "depths", "stem_width")
+        }
     assert at.checkbox(key="train_aug_flip").value and not at.checkbox(key="train_aug_mixup").value
+    for name in presets.preset_names():  # each preset's expected figures, before the start
+        assert presets.load_preset(name).label in texts(at)
+    assert "Expected top-1" in texts(at) and "Precision auto →" in texts(at)
+    # choosing a preset fills the fields; editing one makes the settings custom
+    at.radio(key="train_preset").set_value("quick").run()
+    quick = presets.load_preset("quick").config()
+    assert at.number_input(key="train_epochs").value == quick.epochs
+    assert json.loads(at.text_input(key="train_params").value) == quick.model_params
+    at.number_input(key="train_epochs").set_value(quick.epochs + 1)
+    at.text_input(key="train_data").set_value(str(tmp_path / "missing"))  # refused: nothing starts
+    button(at, "Start training").click().run()
+    assert_ok(at)
+    assert errors(at) and "no such file or folder" in errors(at)[0]
+    assert at.radio(key="train_preset").value == "custom"
+    assert at.number_input(key="train_epochs").value == quick.epochs + 1
+    # another architecture: the preset's parameters (fernet's), left as filled in, give way to its defaults
+    at.selectbox(key="train_model").set_value("coursera")
+    button(at, "Start training").click().run()
+    assert at.text_input(key="train_params").value == "{}"
+    assert errors(at) and "no such file or folder" in errors(at)[0], errors(at)
+
+
+def test_train_page_presets_show_expected_figures_scaled_to_this_machine(tmp_path, monkeypatch):
+    from fercore.train import presets, preview
+    from tests.test_train_presets import _presets_copy
+
+    figures = {"quick": {"top1": 0.641, "wall_minutes": 10, "train_images_per_s": 400, "reference": "ref box"},
+               "best": {"top1": None, "wall_minutes": None, "train_images_per_s": None}}  # fmt: skip
+    monkeypatch.setattr(presets, "PRESETS_FILE", _presets_copy(tmp_path, **figures))
+    probed = []
+
+    def fake_probe(name, params, batch_size, precision="auto", training=True, **_):
+        probed.append((name, params, batch_size, training))
+        return 0.0123 if training else 0.0045  # values no other test uses (the probe is cached per server)
+
+    monkeypatch.setattr(preview, "probe_seconds_per_step", fake_probe)
+    at = open_page("train")
+    shown = texts(at)
+    assert "Expected top-1: **64.10%**" in shown and "ref box" in shown
+    assert shown.count("not measured yet") == 4, "standard and best: no top-1 and no time yet"
+    assert "Wall time: **10m00s on the reference machine; measure this one**" in shown
+    button(at, "Measure this machine's speed").click().run()
+    assert_ok(at)
+    quick = presets.load_preset("quick").config()
+    assert probed == [
+        ("fernet", quick.model_params, quick.batch_size, True),
+        ("fernet", quick.model_params, 256, False),
+    ]
+    here = presets.images_per_second(0.0123, 0.0045, quick.batch_size)
+    minutes = 10 * 400 / here
+    assert f"≈ {runs_fmt(minutes * 60)} here ({here:,.0f} images/s)" in texts(at)
+
+
+@pytest.mark.slow
+def test_train_page_starts_the_quick_preset_and_shows_its_status_and_curves(tmp_path, class_folder, monkeypatch):
+    from fercore import runs
+    from fercore.train import TrainConfig, presets
+
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
+    at = open_page("train", timeout=300)  # a loaded machine: the script runs are slow, not wrong
+    at.radio(key="train_preset").set_value("quick").run()
+    at.text_input(key="train_data").set_value(str(class_folder))
+    at.number_input(key="train_subset").set_value(70)
+    button(at, "Start training").click().run()
+    assert_ok(at)
+    assert not errors(at), errors(at)
+    assert at.radio(key="train_preset").value == "quick", "the dataset and subset size keep the preset"
+    (run,) = runs.list_runs(tmp_path / "runs")
+    try:
+        cfg = TrainConfig.from_dict(runs.read_config(run))
+        quick = presets.load_preset("quick").config(data=str(class_folder))
+        assert cfg.model_params == quick.model_params and cfg.epochs == quick.epochs
+        assert cfg.augment == quick.augment and cfg.subset == 70 and cfg.data == str(class_folder)
+        _wait_for(run, lambda: (runs.read_metrics(run)["kind"] == "epoch").any(), 600, "no epoch")
+        at.run()
+        assert_ok(at)
+        assert [m.value for m in at.metric if m.label == "State"][0] in ("running", "stopping", "finished")
+        assert any(f"{run.name} — " in h.value for h in at.subheader), "the live panel of the run"
+        specs = [c.proto.spec for c in plotly_charts(at)]
+        assert any("accuracy per epoch" in s for s in specs) and any("loss per batch" in s for s in specs)
+    finally:
+        if runs.effective_state(run) in runs.ACTIVE_STATES:
+            runs.request_stop(run)
+            deadline = time.time() + 300
+            while runs.effective_state(run) in runs.ACTIVE_STATES and time.time() < deadline:
+                time.sleep(1)
+
+
+def _wait_for(run: Path, ready, seconds: float, what: str) -> None:
+    """Wait until ``ready()`` while the run is active; fail with the log tail otherwise."""
+    from fercore import runs
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if ready():
+            return
+        assert runs.effective_state(run) in runs.ACTIVE_STATES, runs.log_tail(run)
+        time.sleep(0.2)
+    pytest.fail(f"{what} in time:\n" + runs.log_tail(run))
 
 
 def _fake_run(runs_dir: Path, name: str, status: dict | bytes, log: str = "", config: dict | bytes | None = None,
@@ -566,15 +675,11 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
         assert cfg["epochs"] == 1 and cfg["subset"] == 3000 and cfg["batch_size"] == 16
         at.run()  # the live panel of the starting run: Stop waits until training runs
         assert button(at, "Stop").disabled
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            m = runs.read_metrics(run)
-            if runs.read_status(run).get("state") == "running" and (m["kind"] == "batch").any():
-                break
-            assert runs.effective_state(run) in runs.ACTIVE_STATES, runs.log_tail(run)
-            time.sleep(0.2)
-        else:
-            pytest.fail("training did not start in time:\n" + runs.log_tail(run))
+
+        def started() -> bool:
+            return runs.read_status(run).get("state") == "running" and (runs.read_metrics(run)["kind"] == "batch").any()
+
+        _wait_for(run, started, 240, "training did not start")
         at.run()
         assert [m.value for m in at.metric if m.label == "State"] == ["running"]
         assert at.get("progress"), "progress bar"

@@ -3,7 +3,7 @@
 import pytest
 
 from fercore.train.config import TrainConfig
-from fercore.train.precision import cpu_flags, keras_policy, resolve_precision
+from fercore.train.precision import auto_rule, cpu_flags, keras_policy, resolve_precision
 
 AVX2_LAPTOP = frozenset({"sse4_2", "avx", "avx2", "fma"})
 SAPPHIRE_RAPIDS = AVX2_LAPTOP | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
@@ -49,3 +49,12 @@ def test_old_configs_mixed_precision_maps_onto_the_rule():
     assert TrainConfig().precision == "auto"
     with pytest.raises(ValueError, match="unknown precision"):
         TrainConfig(precision="int4")
+
+
+def test_the_rule_in_words_says_what_auto_picks_and_why():
+    assert auto_rule(AVX2_LAPTOP, {}, None) == (
+        "auto → float32: this CPU has no native bfloat16 (it would be emulated, many times slower)"
+    )
+    assert auto_rule(SAPPHIRE_RAPIDS, {}, None).startswith("auto → bfloat16 on this CPU")
+    assert "limited to AVX2" in auto_rule(SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, None)
+    assert auto_rule(AVX2_LAPTOP, {}, (8, 0)).startswith("auto → bfloat16 on this GPU")

@@ -1,10 +1,9 @@
-"""Train: a form that starts ``python -m training.train`` (or previews the model: layers, size, measured time
-per epoch), the live run (Stop, Resume, Restart, curves) and the runs table (fine-tune from a run, compare
+"""Train: a preset (quick / standard / best, each with its expected top-1 and time here) or custom settings
+under Advanced, in a form that starts ``python -m training.train`` (or previews the model: layers, size,
+measured time per epoch), the live run (Stop, Resume, Restart, curves) and the runs table (fine-tune from a run, compare
 runs). Layout only: fields and choices come from fercore.train's config; states, progress and the table from
 fercore.runs, which reads run directories defensively (a damaged run never breaks the page)."""
 
-import json
-from dataclasses import fields
 from pathlib import Path
 
 import common
@@ -14,28 +13,10 @@ import train_views as views
 from fercore import runs
 from fercore.data import locations
 from fercore.runs import launch as launcher
-from fercore.train import Augment, TrainConfig, form_config, init_from_choices, options, preview
+from fercore.train import TrainConfig, init_from_choices, preview
 
 st.title("Train")
 RUNS = runs.default_runs_dir()
-OPTIONS = options(TrainConfig)
-FORM = ["model", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing", "subset"]
-FORM += ["warmup_epochs", "weight_decay", "export_checkpoint", "class_weights", "precision"]
-PARAMS_HELP = "Keyword arguments of the architecture (a JSON object); defaults: " + "; ".join(
-    f"{m}: `{json.dumps(preview.builder_params(m))}`" for m in OPTIONS["model"].choices
-)
-
-
-def field_widget(where, name: str):
-    """The widget of one config setting, from its type, choices, bounds and help."""
-    o, key = OPTIONS[name], f"train_{name}"
-    label = o.label or name.replace("_", " ").capitalize()
-    if o.choices:
-        return where.selectbox(label, o.choices, index=o.choices.index(o.default), key=key, help=o.help)
-    if o.type is bool:
-        return where.checkbox(label, value=o.default, key=key, help=o.help)
-    fmt = "%g" if o.type is float else None  # 0.0005, not 0.00
-    return where.number_input(label, o.minimum, o.maximum, o.default, key=key, help=o.help, format=fmt)
 
 
 def launch(config: TrainConfig | dict | None, resume: Path | None = None) -> bool:
@@ -74,30 +55,25 @@ with st.expander("New training run", expanded=active is None):
     if active is not None:
         st.info(f"A training is running ({active.name}). One training at a time: stop it or wait for it.")
     starts = init_from_choices(RUNS)
+    views.init_form(str(locations.find_dataset() or ""))
+    views.preset_choice()
+    views.preset_cards()
     views.prefill_note()
     with st.form("train_form"):
-        data = st.text_input("Dataset", str(locations.find_dataset() or ""), key="train_data", help=common.ROOTS_HELP)
-        cols = [c for _ in FORM[::4] for c in st.columns(4)]  # four settings per row
-        values = {name: field_widget(col, name) for col, name in zip(cols, FORM, strict=False)}
-        left, mid, right = st.columns(3)
-        start = left.selectbox(
-            OPTIONS["init_from"].label, list(starts), key="train_init", help=OPTIONS["init_from"].help
-        )
-        params = mid.text_input("Architecture parameters (JSON)", "{}", key="train_params", help=PARAMS_HELP)
-        relabel = right.text_input("Relabel file (optional)", key="train_relabel", help=OPTIONS["relabel"].help)
-        st.caption("Augmentation")
-        augment = {
-            f.name: col.checkbox(f.metadata["label"], f.name != "mixup", key=f"train_aug_{f.name}")
-            for col, f in zip(st.columns(len(fields(Augment))), fields(Augment), strict=True)
-        }
+        where, size = st.columns([3, 1])
+        data = where.text_input("Dataset", key="train_data", help=common.ROOTS_HELP)
+        subset = views.field_widget(size, "subset")
+        with st.expander("Advanced: the preset's settings (editing one makes it custom)"):
+            values, start, params, relabel, augment = views.advanced_fields(starts)
         go, look = st.columns([1, 4])
-        submitted = go.form_submit_button("Start training", type="primary")
-        previewed = look.form_submit_button("Preview the model", help="layers, size and time per epoch; trains nothing")
+        submitted = go.form_submit_button("Start training", type="primary", on_click=views.mark_custom)
+        previewed = look.form_submit_button("Preview the model", help="layers, size and time per epoch; trains nothing",
+                                            on_click=views.mark_custom)  # fmt: skip
 if submitted or previewed:
     try:
         values |= {"init_from": starts[start], "model_params": preview.check_params(values["model"], params)}
         values |= {"data": views.data_path(data, required=submitted), "relabel": views.relabel_path(relabel)}
-        config = form_config(values, augment)
+        config = views.run_config(values | {"subset": subset}, augment)
     except common.USER_ERRORS as exc:
         common.show_error(exc, "Not started" if submitted else "No preview")
     else:

@@ -1,6 +1,8 @@
 """python -m training.train — train a model into a run directory.
 
-Config from a JSON file (--config) overridden by flags (one per TrainConfig setting). Examples:
+Config from a preset (--preset, a recipe of training/configs/presets.json) or a JSON file (--config),
+overridden by flags (one per TrainConfig setting). Examples:
+  python -m training.train --preset quick --data ../shared/data/fer2013
   python -m training.train --data ../shared/data/fer2013 --model coursera --epochs 1 --subset 2000
   python -m training.train --config training/configs/default.json
   python -m training.train --resume runs/run-20261123-120000-3fa2c1
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fercore.train.config import Augment, TrainConfig, options
+from fercore.train.presets import load_preset, preset_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +33,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--config", help="JSON config file (keys of fercore.train.TrainConfig)")
+    base = p.add_mutually_exclusive_group()
+    base.add_argument("--config", help="JSON config file (keys of fercore.train.TrainConfig)")
+    base.add_argument(
+        "--preset",
+        choices=preset_names(),
+        help="a named recipe (training/configs/presets.json) as the base config; --data replaces its "
+        "dataset (and its FER+ votes follow the new data)",
+    )
     for opt in options(TrainConfig).values():  # every scalar setting, its choices and help from one place
         flag = "--" + opt.name.replace("_", "-")
         if opt.type is bool:
@@ -53,7 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     """Config file values, then flags on top."""
     cfg: dict[str, Any] = {}
-    if args.config:
+    if args.preset:
+        cfg = load_preset(args.preset).config(data=args.data).to_dict()
+    elif args.config:
         cfg = json.loads(Path(args.config).read_text())
         if not isinstance(cfg, dict):
             raise ValueError(f"{args.config}: a config is a JSON object")

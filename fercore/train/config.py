@@ -269,6 +269,11 @@ def form_config(values: dict[str, Any], augment: dict[str, bool]) -> TrainConfig
     """The config a form submits, validated once (ValueError, one line): its ``values``, on/off
     ``augment`` switches, and a log interval that gives ~10 metrics rows per epoch (so short runs
     still draw a curve)."""
-    steps = max(1, (values.get("subset") or 28_000) // max(1, int(values.get("batch_size") or 128)))
-    values = {**values, "log_every": max(1, min(20, steps // 10)), "augment": Augment.from_switches(augment)}
-    return TrainConfig.from_dict(values)
+    every = log_interval(int(values.get("subset") or 0), int(values.get("batch_size") or 128))
+    return TrainConfig.from_dict({**values, "log_every": every, "augment": Augment.from_switches(augment)})
+
+
+def log_interval(subset: int, batch_size: int) -> int:
+    """Batches between metrics.csv rows for ~10 rows per epoch (at most 20), so short runs still draw a curve."""
+    steps = max(1, (subset or 28_000) // max(1, batch_size))
+    return max(1, min(20, steps // 10))

@@ -103,3 +103,21 @@ def resolve_precision(
 def keras_policy(precision: str) -> str:
     """The Keras dtype policy of a concrete precision (``resolve_precision``'s result)."""
     return _POLICIES[resolve_precision(precision)]
+
+
+def auto_rule(
+    flags: frozenset[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    gpu: tuple[int, int] | None | str = "detect",
+) -> str:
+    """What ``auto`` means on this machine, in words (a form shows it beside the precision choice)."""
+    choice = resolve_precision("auto", flags, env, gpu)
+    capability = gpu_compute_capability() if isinstance(gpu, str) else gpu
+    if capability:
+        return f"auto → {choice} on this GPU (compute capability {capability[0]}.{capability[1]})"
+    if choice == "bfloat16":
+        return "auto → bfloat16 on this CPU (it runs bfloat16 natively: AVX512-BF16/AMX)"
+    native_flags = (cpu_flags() if flags is None else flags) & BF16_CPU_FLAGS
+    if native_flags:
+        return f"auto → float32: oneDNN is limited to {onednn_isa_limit(env)}, below this CPU's native bfloat16"
+    return "auto → float32: this CPU has no native bfloat16 (it would be emulated, many times slower)"

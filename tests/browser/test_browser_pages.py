@@ -241,6 +241,7 @@ def test_train_live_run_in_the_browser(app):
     if not (SHARED / "fer2013" / "train").is_dir():
         pytest.skip("FER2013 not found (needs ../shared/data)")
     visit(page, f"{server.url}/train")
+    page.get_by_text("Advanced: the preset's settings").click()  # the raw fields (editing one makes it custom)
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Architecture").click()
     page.get_by_role("option", name="coursera").click()
     _fill_number(page, "Epochs", "1")
