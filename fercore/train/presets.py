@@ -162,7 +162,7 @@ def measure_images_per_second(config: TrainConfig, probe: Probe | None = None) -
 def matching_preset(config: TrainConfig, presets: dict[str, Preset] | None = None) -> str:
     """The name of the preset whose recipe ``config`` is (its dataset, subset and log interval aside),
     else :data:`CUSTOM`."""
-    ignore = {"data": "", "ferplus": "", "subset": 0, "log_every": 0}
+    ignore = {"data": "", "ferplus": "", "subset": 0, "log_every": 1}
     mine = replace(config, **ignore)  # type: ignore[arg-type]
     for name, preset in (load_presets() if presets is None else presets).items():
         if replace(preset.config(), **ignore) == mine:  # type: ignore[arg-type]
