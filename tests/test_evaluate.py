@@ -102,7 +102,7 @@ def test_predict_proba_batches_and_progress(tiny_model_dir):
     faces = np.random.default_rng(3).integers(0, 255, (37, 48, 48), dtype=np.uint8)
     backend = load_backend(tiny_model_dir / "model.tflite")
     seen: list[float] = []
-    small = predict_proba(backend, faces, tta=True, batch_size=8, progress=seen.append)
+    small = predict_proba(backend, faces, tta=True, batch_size=80, progress=seen.append)  # 8 faces × 10 views a call
     whole = predict_proba(tiny_model_dir / "model.tflite", faces, tta=True, batch_size=512)
     np.testing.assert_allclose(small, whole, atol=1e-6)
     np.testing.assert_allclose(small.sum(axis=1), 1.0, atol=1e-5)
@@ -224,8 +224,8 @@ def test_ferplus_on_the_real_votes(small_real_set, tiny_model_dir, fer_dir):
 
 
 def test_stratified_folds_partition_each_class(class_folder):
+    from fercore.data.dataset import stratified_subset
     from fercore.data.loader import load_dataset
-    from fercore.evaluation.evaluate import stratified_subset
 
     ds = load_dataset(class_folder).split("train")
     a, b = stratified_subset(ds, fold=(1, 2)), stratified_subset(ds, fold=(2, 2))

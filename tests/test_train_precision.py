@@ -58,3 +58,17 @@ def test_the_rule_in_words_says_what_auto_picks_and_why():
     assert auto_rule(SAPPHIRE_RAPIDS, {}, None).startswith("auto → bfloat16 on this CPU")
     assert "limited to AVX2" in auto_rule(SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, None)
     assert auto_rule(AVX2_LAPTOP, {}, (8, 0)).startswith("auto → bfloat16 on this GPU")
+
+
+def test_compute_precision_sets_the_policy_inside_and_restores_it_after():
+    import keras
+
+    from fercore.train.precision import compute_precision
+
+    before = keras.config.dtype_policy().name
+    with compute_precision("bfloat16") as concrete:
+        assert concrete == "bfloat16" and keras.config.dtype_policy().name == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == before
+    with pytest.raises(RuntimeError), compute_precision("float16"):
+        raise RuntimeError("a failed run")
+    assert keras.config.dtype_policy().name == before

@@ -34,7 +34,7 @@ from fercore.train.distributed import (
     is_chief,
     num_workers,
 )
-from fercore.train.precision import keras_policy, resolve_precision
+from fercore.train.precision import compute_precision
 from fercore.train.schedule import FLOORS, attach_schedule, make_schedule
 
 
@@ -152,7 +152,8 @@ def fit(
             config = begin_run(config, run_dir)
         runs.update_status(run_dir, **runs.owner())  # this process trains it now
         try:
-            return _train(config, run_dir, resume, verbose, list(callbacks), stop)
+            with compute_precision(config.precision):
+                return _train(config, run_dir, resume, verbose, list(callbacks), stop)
         except BaseException as exc:  # record why, then let the caller see it
             runs.update_status(
                 run_dir,
@@ -180,7 +181,7 @@ def _fit_worker(config: TrainConfig, run_dir: Path, resume: bool, verbose: int, 
         )
     scratch = Path(tempfile.mkdtemp(prefix="fer-worker-"))
     try:
-        with StopFlag(run_dir) as stop:
+        with StopFlag(run_dir) as stop, compute_precision(config.precision):
             return _train(config, scratch, resume, verbose, extra, stop, source=run_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -206,8 +207,7 @@ def _train(
     from fercore.train.swa import WeightAverager
 
     keras.utils.set_random_seed(config.seed)
-    precision = resolve_precision(config.precision)
-    keras.mixed_precision.set_global_policy(keras_policy(precision))
+    precision = keras.config.dtype_policy().compute_dtype  # set by compute_precision around this call
     strategy = get_strategy(config.strategy)
     stop.arm()  # a MultiWorkerMirroredStrategy has just replaced the SIGTERM handler
     replicas = strategy.num_replicas_in_sync

@@ -15,7 +15,8 @@ Weights stay float32 under every choice (Keras mixed precision), and exported mo
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 PRECISIONS: tuple[str, ...] = ("auto", "bfloat16", "float16", "float32")
@@ -121,3 +122,19 @@ def auto_rule(
     if native_flags:
         return f"auto → float32: oneDNN is limited to {onednn_isa_limit(env)}, below this CPU's native bfloat16"
     return "auto → float32: this CPU has no native bfloat16 (it would be emulated, many times slower)"
+
+
+@contextmanager
+def compute_precision(precision: str) -> Iterator[str]:
+    """Build and train models in ``precision`` (resolved by :func:`resolve_precision`) inside the block;
+    the previous Keras dtype policy comes back after it, so a training run in a process (tests, notebooks)
+    leaves no mixed policy behind. Yields the concrete precision."""
+    import keras
+
+    concrete = resolve_precision(precision)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(_POLICIES[concrete])
+    try:
+        yield concrete
+    finally:
+        keras.config.set_dtype_policy(previous)
