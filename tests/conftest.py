@@ -146,7 +146,7 @@ def trained_tiny_run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("trained")
     data = write_fer_folder(root, (140, 35), continue_rows=False)
-    base = {"data": str(data), "model_params": TINY, "epochs": 3, "batch_size": 32, "lr": 0.02}
+    base = {"data": str(data), "model_params": TINY, "epochs": 3, "batch_size": 32, "lr": 0.02, "precision": "float32"}
     config = TrainConfig.from_dict({**base, "warmup_epochs": 1, "log_every": 1, "augment": {"mixup": 0.2}})
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(importlib.import_module("fercore.train.fit"), "export_final", lambda run_dir: None)
