@@ -152,8 +152,7 @@ def fit(
             config = begin_run(config, run_dir)
         runs.update_status(run_dir, **runs.owner())  # this process trains it now
         try:
-            with compute_precision(config.precision):
-                return _train(config, run_dir, resume, verbose, list(callbacks), stop)
+            return _train(config, run_dir, resume, verbose, list(callbacks), stop)
         except BaseException as exc:  # record why, then let the caller see it
             runs.update_status(
                 run_dir,
@@ -198,16 +197,32 @@ def _train(
 ) -> dict[str, Any]:
     """Train, writing into ``run_dir``; a resume reads ``source`` (default: ``run_dir``; a
     non-chief worker writes a scratch directory and reads the chief's run directory)."""
+    data = prepare_data(config)  # bad data fails here, before TensorFlow loads
+    with compute_precision(config.precision) as precision:  # the previous Keras policy comes back after
+        return _train_prepared(config, data, precision, run_dir, resume, verbose, extra, stop, source)
+
+
+def _train_prepared(
+    config: TrainConfig,
+    data: tuple[Any, Any, Any, Any, Any],
+    precision: str,
+    run_dir: Path,
+    resume: bool,
+    verbose: int,
+    extra: list[Any],
+    stop: StopFlag,
+    source: Path | None,
+) -> dict[str, Any]:
+    """:func:`_train` once the data is loaded and the precision set."""
     chief = source is None
     source = run_dir if source is None else source
-    tx, ty, tw, vx, vy = prepare_data(config)  # bad data fails here, before TensorFlow loads
+    tx, ty, tw, vx, vy = data
     import keras
 
     from fercore.train.callbacks import RunLogger, restore_rng
     from fercore.train.swa import WeightAverager
 
     keras.utils.set_random_seed(config.seed)
-    precision = keras.config.dtype_policy().compute_dtype  # set by compute_precision around this call
     strategy = get_strategy(config.strategy)
     stop.arm()  # a MultiWorkerMirroredStrategy has just replaced the SIGTERM handler
     replicas = strategy.num_replicas_in_sync
