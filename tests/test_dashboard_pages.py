@@ -475,6 +475,7 @@ def test_train_page_presets_show_expected_figures_scaled_to_this_machine(tmp_pat
     from tests.test_train_presets import _presets_copy
 
     figures = {"quick": {"top1": 0.641, "wall_minutes": 10, "train_images_per_s": 400, "reference": "ref box"},
+               "standard": {"top1": None, "wall_minutes": None, "train_images_per_s": None},
                "best": {"top1": None, "wall_minutes": None, "train_images_per_s": None}}  # fmt: skip
     monkeypatch.setattr(presets, "PRESETS_FILE", _presets_copy(tmp_path, **figures))
     probed = []
