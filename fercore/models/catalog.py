@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fercore import runs
+import fercore.runs as runs
 from fercore.inference.classify import MODELS_DIR, default_model_path
 from fercore.models.ensemble import MANIFEST, read_manifest, tier_dir
 from fercore.models.export import EXPORT_NAMES
