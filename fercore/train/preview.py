@@ -25,7 +25,7 @@ from fercore.inference.preprocess import FACE_SIZE
 from fercore.labels import NUM_CLASSES
 from fercore.models.architectures import build_model, count_flops, get_model_builder
 from fercore.train.config import TrainConfig
-from fercore.train.precision import keras_policy
+from fercore.train.precision import compute_precision
 
 EVAL_BATCH = 256  # make_eval_dataset's batch: validation runs at this size whatever the training batch
 _PROBE_LOCK = threading.Lock()  # two probes at once would each time the other's work
@@ -137,12 +137,8 @@ def probe_seconds_per_step(
     x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch_size, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32))
     y = keras.ops.convert_to_tensor(np.eye(NUM_CLASSES, dtype=np.float32)[rng.integers(0, NUM_CLASSES, batch_size)])
     with _PROBE_LOCK:
-        previous = keras.config.dtype_policy()  # per thread in Keras 3; restored for this thread's next model
-        keras.config.set_dtype_policy(keras_policy(precision))
-        try:
+        with compute_precision(precision):  # restores this thread's policy for its next model
             model = build_for_training(config)
-        finally:
-            keras.config.set_dtype_policy(previous)
         step = model.train_on_batch if training else model.test_on_batch
         times = []
         for i in range(warmup + steps):
