@@ -22,9 +22,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+import _root  # noqa: F401, E402 - puts the checkout on sys.path (see bench/_root.py)
 
 FPS = 30
 

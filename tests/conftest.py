@@ -16,11 +16,14 @@ try:
 except ImportError:  # pragma: no cover - webrtc extras missing: those tests skip
     pass
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from fercore.data.locations import shared_data_dir
+from fercore.paths import MODELS_DIR
+from fercore.paths import PROJECT_ROOT as ROOT  # noqa: F401 - the tests take it from here
+
+SHARED_DATA = shared_data_dir()
 FER_DIR = SHARED_DATA / "fer2013"
 PHOTOS = SHARED_DATA / "photos"
-SHIPPED_MODEL_DIR = ROOT / "models"
+SHIPPED_MODEL_DIR = MODELS_DIR
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # small stored files the tests read
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -27,9 +27,9 @@ from fercore.inference.batch import (
     predict_images,
     read_uploads,
 )
+from fercore.paths import PROJECT_ROOT as ROOT
 from fercore.types import DataError
 
-ROOT = Path(__file__).resolve().parent.parent
 requires_model = pytest.mark.skipif(not (ROOT / "models" / "model.tflite").exists(), reason="no shipped model")
 
 

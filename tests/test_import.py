@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from fercore.paths import PROJECT_ROOT as ROOT
+
 FERCORE = ROOT / "fercore"
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
-from pathlib import Path
 
-FERCORE = Path(__file__).resolve().parent.parent / "fercore"
+from fercore.paths import PROJECT_ROOT
+
+FERCORE = PROJECT_ROOT / "fercore"
 
 # name → why several modules may define it (each definition means the same thing in its own place).
 # Private helpers (a leading underscore) are local to their module and not scanned.

@@ -12,9 +12,8 @@ import pytest
 
 from fercore.data.loader import DataError, load_dataset
 from fercore.labels import EMOTIONS
+from fercore.paths import PROJECT_ROOT as ROOT
 from fercore.train import TrainConfig, options, prepare_data
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _train_rows(data: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 
 from fercore.data.uploads import SESSION_PREFIX, UploadLimits, UploadSession, load_uploaded, sweep_stale_uploads
+from fercore.paths import PROJECT_ROOT as ROOT
 from fercore.types import DataError
 from tests.conftest import synthetic_faces
 
-ROOT = Path(__file__).resolve().parent.parent
 MAX_EXTRA_MB = 500
 MAX_SECONDS = 15.0
 
