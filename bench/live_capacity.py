@@ -368,12 +368,16 @@ def main(argv: list[str] | None = None) -> int:
                         browser.close()
             finally:
                 server.stop()
-                tracebacks = server.log_text().count("Traceback")
+                log = server.log_text()
+                tracebacks = log.count("Traceback")
+                last_traceback = log[log.rfind("Traceback") :] if tracebacks else ""
     report(steps, cores)
     print(
         f"{tracebacks} traceback(s) in the tail of the server log; load average now "
         + " ".join(f"{v:.2f}" for v in os.getloadavg())
     )
+    if last_traceback:  # say what it was: the server's log goes with its temporary folder
+        print("the last one:\n" + "\n".join(last_traceback.splitlines()[:25]))
     return 0 if all(len(s.fps) == s.n for s in steps) else 1
 
 
