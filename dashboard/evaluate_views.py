@@ -198,7 +198,8 @@ def mistakes(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, proba: 
     if pred_f != "any":
         sel = sel[y_pred[sel] == EMOTIONS.index(pred_f)]
     sel = sel[np.argsort(-proba[sel, y_pred[sel]])] if len(sel) else sel
-    captions = [f"{EMOTIONS[y_true[i]]}→{EMOTIONS[y_pred[i]]} {proba[i, y_pred[i]]:.0%}" for i in sel]
+    # spaces around the arrow: a 64 px caption wraps between words ("neutral →" / "happy 97%"), not inside one
+    captions = [f"{EMOTIONS[y_true[i]]} → {EMOTIONS[y_pred[i]]} {proba[i, y_pred[i]]:.0%}" for i in sel]
     what = "faces · caption: true → predicted (confidence)"
     common.paged_face_grid(images, sel, captions, f"eval_page_{view}_{true_f}_{pred_f}", what, per_page=36)
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fercore.data.locations import shared_data_dir
 from fercore.inference.classify import default_model_path
 from fercore.paths import PROJECT_ROOT as ROOT
 
@@ -1165,7 +1166,7 @@ at.run()
 for page in ("photo", "video", "webcam", "home"):
     at.switch_page(f"app_pages/{{page}}.py").run()
     assert not at.exception, (page, [e.value for e in at.exception])
-if {Path(default_model_path()).exists() and (ROOT.parent / "shared" / "data" / "photos" / "astronaut.png").exists()!r}:
+if {Path(default_model_path()).exists() and (shared_data_dir() / "photos" / "astronaut.png").exists()!r}:
     at.switch_page("app_pages/photo.py").run()
     at.selectbox(key="photo_sample").set_value("astronaut.png").run()
     assert not at.exception

@@ -344,3 +344,12 @@ def test_oversized_face_files_are_skipped_with_a_reason(tmp_path, monkeypatch):
         ("big.png", "file larger than 0 MB"),
         ("wide.png", "more than 0 megapixels"),
     ]
+
+
+def test_report_summary_names_the_source_as_the_user_wrote_it():
+    from fercore.data.dataset import LoadReport
+
+    report = LoadReport(source="/somewhere/resolved/fer2013", kind="kaggle", loaded=12)
+    assert report.summary() == "12 images from kaggle /somewhere/resolved/fer2013"
+    shown = report.summary(shown_as="../data/fer2013")
+    assert shown == "12 images from kaggle ../data/fer2013" and "/somewhere" not in shown

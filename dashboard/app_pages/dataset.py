@@ -28,6 +28,7 @@ try:
         p = locations.check_dataset_path(path)  # resolved, inside a data root
         key = common.file_key(p)
         ds = common.get_dataset(str(p), key)
+        shown_as: str | None = path.strip()
         votes_path = find_votes(p, accept=locations.within_data_roots)
     else:
         up = st.file_uploader(
@@ -42,6 +43,7 @@ try:
         data = up.getvalue()
         key = common.sha1(data)
         ds = common.get_uploaded_dataset(up.name, key, data)
+        shown_as = None
 except common.USER_ERRORS as exc:
     common.show_error(exc, "Cannot load the dataset")
     st.stop()
@@ -50,7 +52,7 @@ import dataset_views as views  # noqa: E402  (plotly and stats after the cheap e
 
 report = ds.report
 split_choices = ["all", *[s for s in ds.split_names if s != "all"]]
-st.caption(report.summary())
+st.caption(report.summary(shown_as=shown_as))
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Images", f"{len(ds):,}")
 c2.metric("Splits", ", ".join(ds.split_names))

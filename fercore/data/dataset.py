@@ -48,9 +48,10 @@ class LoadReport:
     from_cache: bool = False
     seconds: float = 0.0
 
-    def summary(self) -> str:
-        """One human-readable line."""
-        parts = [f"{self.loaded} images from {self.kind} {self.source}"]
+    def summary(self, shown_as: str | None = None) -> str:
+        """One human-readable line; ``shown_as`` names the source as its user wrote it (e.g. a relative
+        path) instead of the resolved ``source``."""
+        parts = [f"{self.loaded} images from {self.kind} {shown_as or self.source}"]
         if self.skipped:
             parts.append(f"{len(self.skipped)} unreadable skipped")
         if self.unknown_folders:

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from fercore.data.locations import shared_data_dir
+from fercore.paths import PROJECT_ROOT as ROOT
+
 APP = ROOT / "dashboard" / "app.py"
 # Screenshots refresh the README's only when asked (FER_UPDATE_SCREENSHOTS=1); otherwise a temp folder.
 SCREENSHOTS = (
@@ -155,6 +157,10 @@ class Server:
 def server_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FER_DATA", "FER_ICE_SERVERS")}
     env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    if "FER_SHARED_DATA" not in env:
+        # the server runs in the checkout: a relative path works there and keeps this machine's folders out
+        # of the pages (and of the screenshots the docs show)
+        env["FER_SHARED_DATA"] = os.path.relpath(shared_data_dir(), ROOT)
     return env
 
 
@@ -297,6 +303,7 @@ def choose(page, label: str, option: str, attempts: int = 3) -> None:
 
     box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
     for attempt in range(attempts):
+        wait_idle(page)  # a rerun still under way (an expander just opened) can close a list that just opened
         box.click()
         try:
             page.get_by_role("option").first.wait_for(timeout=5000)

@@ -4,6 +4,7 @@ the home page renders within 3 s of the server's health check answering."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -25,13 +26,15 @@ from browser_helpers import (
     wait_idle,
 )
 
+from fercore.data.locations import shared_data_dir
 from fercore.inference.classify import default_model_path
 from fercore.models import catalog
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
+from fercore.paths import PROJECT_ROOT as ROOT  # noqa: E402
+
+SHARED = shared_data_dir()
 HOME_BUDGET_S = 3.0
 HAS_MODEL = Path(default_model_path()).exists()
 
@@ -55,7 +58,7 @@ def app(browser, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser-app")
     extra = {"FER_RUNS": str(tmp / "runs"), "FER_CACHE": str(tmp / "cache")}
     if (SHARED / "fer2013" / "train").is_dir():
-        extra["FER_DATA"] = str(SHARED / "fer2013")
+        extra["FER_DATA"] = os.path.relpath(SHARED / "fer2013", ROOT)  # relative: no machine path on the pages
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.goto("about:blank")
@@ -164,10 +167,11 @@ def test_evaluate_per_class_table_fits_and_filters_follow_a_comparison(app):
     assert {"precision", "recall", "F1", "support"} <= {h.strip() for h in headers}, headers
 
     total = _mistake_count(page)
-    true_label, pred_label = _mistake_captions(page)[0].split(" ")[0].split("→")
+    true_label, rest = _mistake_captions(page)[0].split(" → ")
+    pred_label = rest.split()[0]
     choose(page, "True class", true_label)
     choose(page, "Predicted class", pred_label)
-    assert all(c.startswith(f"{true_label}→{pred_label} ") for c in _mistake_captions(page))
+    assert all(c.startswith(f"{true_label} → {pred_label} ") for c in _mistake_captions(page))
     assert _mistake_count(page) < total
     tiers = list(catalog.tiers())
     if len(tiers) < 2:
@@ -183,7 +187,7 @@ def test_evaluate_per_class_table_fits_and_filters_follow_a_comparison(app):
     assert _mistake_count(page) == total, "the gallery still shows the previous filter's faces"
     choose(page, "Predicted class", pred_label)
     assert selected(page, "Predicted class") == pred_label
-    assert all(c.split(" ")[0].endswith(f"→{pred_label}") for c in _mistake_captions(page))
+    assert all(c.split(" → ")[1].split()[0] == pred_label for c in _mistake_captions(page))
 
     page.reload()
     wait_idle(page, timeout=120)
@@ -242,8 +246,7 @@ def test_train_live_run_in_the_browser(app):
         pytest.skip("FER2013 not found (needs ../shared/data)")
     visit(page, f"{server.url}/train")
     page.get_by_text("Advanced: the preset's settings").click()  # the raw fields (editing one makes it custom)
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Architecture").click()
-    page.get_by_role("option", name="coursera").click()
+    choose(page, "Architecture", "coursera")
     _fill_number(page, "Epochs", "1")
     _fill_number(page, "Batch size", "64")
     _fill_number(page, "Subset size (0 = all)", "300")

@@ -33,12 +33,13 @@ from browser_helpers import (
 )
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from fercore.data.locations import shared_data_dir
 from fercore.inference.classify import default_model_path
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+
+PHOTOS = shared_data_dir() / "photos"
 T1_FACES = 6
 
 

@@ -26,13 +26,14 @@ from browser_helpers import (
     write_y4m,
 )
 
+from fercore.data.locations import shared_data_dir
 from fercore.inference.classify import default_model_path
 from fercore.labels import color_rgb
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-PHOTO = ROOT.parent / "shared" / "data" / "photos" / "astronaut.png"
+
+PHOTO = shared_data_dir() / "photos" / "astronaut.png"
 MIN_FRAMES = 50
 PORT = 8765  # inside a fresh namespace every port is free
 
