@@ -139,7 +139,8 @@ def _int(value: Any) -> int | None:
 
 
 def summary_rows(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per run for the runs table (whatever state its files are in)."""
+    """One row per run for the runs table (whatever state its files are in); the SWA column only when
+    some run has a figure for it (an empty column reads as "None" in every row)."""
     rows = []
     for run_dir in list_runs(runs_dir):
         run = view(run_dir)
@@ -159,4 +160,7 @@ def summary_rows(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
                 "note": run.reason if run.state in ("failed", "unreadable") else "",
             }
         )
+    if all(r["SWA val. accuracy"] is None for r in rows):
+        for r in rows:
+            del r["SWA val. accuracy"]
     return rows
