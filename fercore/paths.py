@@ -11,3 +11,13 @@ from pathlib import Path
 PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
 MODELS_DIR: Path = PROJECT_ROOT / "models"
 RUNS_DIR: Path = PROJECT_ROOT / "runs"
+
+
+def shown(path: str | Path) -> str:
+    """``path`` as a page or a report shows it: relative to the project when inside it (``models/x``),
+    else as given, so a screen names no folder of the machine it runs on."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(PROJECT_ROOT))
+    except (ValueError, OSError):
+        return str(p)

@@ -144,3 +144,12 @@ def test_photos_dir(env):
     assert photos_dir() is None
     (env / "photos").mkdir()
     assert photos_dir() == env / "photos"
+
+
+def test_shown_paths_are_relative_inside_the_project_and_unchanged_outside(tmp_path):
+    from fercore import paths
+
+    assert paths.shown(paths.MODELS_DIR / "model.tflite") == "models/model.tflite"
+    assert paths.shown(paths.PROJECT_ROOT) == "."
+    outside = tmp_path / "elsewhere" / "m.keras"
+    assert paths.shown(outside) == str(outside)

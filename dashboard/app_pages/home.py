@@ -4,8 +4,8 @@ import common
 import home_views
 import streamlit as st
 
+from fercore import paths
 from fercore.data import locations
-from fercore.inference.classify import MODELS_DIR
 from fercore.labels import COLORS_HEX, EMOTIONS
 from fercore.models import catalog
 
@@ -47,7 +47,7 @@ card = catalog.model_card()
 if model is None:
     common.require_model()
 else:
-    st.caption(f"`{model}`")
+    st.caption(f"`{paths.shown(model)}`")
 if card:
     c1, c2, c3, c4 = st.columns(4)
     acc = card.get("accuracy")
@@ -87,7 +87,7 @@ else:
         st.warning(f"`FER_DATA` points to `{data}`, which is not a dataset.")
     else:
         st.warning("No dataset found.", icon=":material/folder_off:")
-    root = MODELS_DIR.parent
+    root = paths.PROJECT_ROOT
     st.markdown(f"""
 **How to get FER2013** (Goodfellow et al., 2013 — the Kaggle *Challenges in Representation Learning:
 Facial Expression Recognition* data). Sign in to Kaggle, accept the competition rules, and download either form:

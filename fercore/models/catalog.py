@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import fercore.runs as runs
-from fercore.inference.classify import MODELS_DIR, default_model_path
+from fercore.inference.classify import default_model_path
 from fercore.models.ensemble import MANIFEST, read_manifest, tier_dir
 from fercore.models.export import EXPORT_NAMES
+from fercore.paths import MODELS_DIR
 
 RUN_MODEL_FILES: tuple[str, ...] = ("export/model.tflite", "export/model.keras", runs.BEST, runs.LAST)
 

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from fercore.evaluation.calibration import saved_temperature
-from fercore.inference.classify import MODELS_DIR, Backend, EmotionClassifier, default_model_path, load_backend
+from fercore.inference.classify import Backend, EmotionClassifier, default_model_path, load_backend
 from fercore.inference.preprocess import FACE_SIZE
 from fercore.labels import NUM_CLASSES
+from fercore.paths import MODELS_DIR
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
