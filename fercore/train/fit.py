@@ -180,7 +180,7 @@ def _fit_worker(config: TrainConfig, run_dir: Path, resume: bool, verbose: int, 
         )
     scratch = Path(tempfile.mkdtemp(prefix="fer-worker-"))
     try:
-        with StopFlag(run_dir) as stop, compute_precision(config.precision):
+        with StopFlag(run_dir) as stop:  # _train loads the data, then sets the precision around the training
             return _train(config, scratch, resume, verbose, extra, stop, source=run_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
