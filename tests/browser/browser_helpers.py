@@ -154,13 +154,17 @@ class Server:
         self._log.close()
 
 
+def checkout_relative(path: Path) -> str:
+    """``path`` relative to the checkout, where every test server runs: it works there and keeps this
+    machine's folders out of the pages (and of the screenshots the docs show)."""
+    return os.path.relpath(path, ROOT)
+
+
 def server_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FER_DATA", "FER_ICE_SERVERS")}
     env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", **extra)
     if "FER_SHARED_DATA" not in env:
-        # the server runs in the checkout: a relative path works there and keeps this machine's folders out
-        # of the pages (and of the screenshots the docs show)
-        env["FER_SHARED_DATA"] = os.path.relpath(shared_data_dir(), ROOT)
+        env["FER_SHARED_DATA"] = checkout_relative(shared_data_dir())
     return env
 
 
@@ -296,23 +300,24 @@ def open_app(page, url: str, timeout: float = 90, server: Server | None = None) 
                 raise AssertionError(f"{url} did not render: {exc}\npage: {body}\nserver log: {log}") from None
 
 
-def choose(page, label: str, option: str, attempts: int = 3) -> None:
-    """Pick ``option`` in the selectbox labelled ``label`` (its list can take a moment to open on a busy
-    machine), then wait for the app to settle."""
+def choose(page, label: str, option: str, attempts: int = 3, timeout: float = 10_000) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``, then wait for the app to settle. Its list can
+    take a moment to open on a busy machine, and a rerun still under way (an expander just opened) can
+    close it before the click lands: open it and click again, ``attempts`` times, ``timeout`` ms each."""
     import re
 
     box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
+    choice = page.get_by_role("option").filter(has_text=re.compile(f"^{re.escape(option)}$")).first
     for attempt in range(attempts):
-        wait_idle(page)  # a rerun still under way (an expander just opened) can close a list that just opened
+        wait_idle(page)
         box.click()
         try:
-            page.get_by_role("option").first.wait_for(timeout=5000)
+            choice.click(timeout=timeout)
             break
         except Exception:
             if attempt == attempts - 1:
                 raise
             page.keyboard.press("Escape")
-    page.get_by_role("option").filter(has_text=re.compile(f"^{re.escape(option)}$")).first.click()
     wait_idle(page)
 
 

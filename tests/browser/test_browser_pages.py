@@ -4,7 +4,6 @@ the home page renders within 3 s of the server's health check answering."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from browser_helpers import (
     CHROMIUM_FLAGS,
     SCREENSHOTS,
     Server,
+    checkout_relative,
     choose,
     free_port,
     open_app,
@@ -32,7 +32,6 @@ from fercore.models import catalog
 
 pytestmark = pytest.mark.browser
 
-from fercore.paths import PROJECT_ROOT as ROOT  # noqa: E402
 
 SHARED = shared_data_dir()
 HOME_BUDGET_S = 3.0
@@ -58,7 +57,7 @@ def app(browser, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser-app")
     extra = {"FER_RUNS": str(tmp / "runs"), "FER_CACHE": str(tmp / "cache")}
     if (SHARED / "fer2013" / "train").is_dir():
-        extra["FER_DATA"] = os.path.relpath(SHARED / "fer2013", ROOT)  # relative: no machine path on the pages
+        extra["FER_DATA"] = checkout_relative(SHARED / "fer2013")
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.goto("about:blank")
