@@ -152,7 +152,7 @@ def confusion(cm: Any, title: str, key: str, normalize: bool, diverging: bool = 
         aspect="equal",
     )
     fig.update_layout(height=560, margin=dict(l=0, r=0, t=50, b=0), font=dict(size=14))
-    fig.update_xaxes(side="bottom", tickangle=0)
+    fig.update_xaxes(side="bottom")  # plotly tilts the labels only when they would touch
     st.plotly_chart(fig, key=key)
 
 

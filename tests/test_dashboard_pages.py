@@ -864,6 +864,11 @@ def test_evaluate_compares_two_models_and_shows_calibration(class_folder, tiny_m
     assert summary["a"][0] == pytest.approx(ref["accuracy"])
     assert summary["b − a"][0] == pytest.approx(summary["b"][0] - summary["a"][0])
     assert "Faces the two models label differently" in texts(at)
+    # the download caption explains only the formats it offers
+    offered = {d.label for d in at.get("download_button")}
+    caption = next(c.value for c in at.caption if "load_model" in c.value or "LiteRT" in c.value)
+    assert ("model_from_json" in caption) == ("model.json" in offered)
+    assert ("LiteRT" in caption) == (".tflite" in offered)
 
 
 @requires_default_model

@@ -96,7 +96,12 @@ else:
             key=f"dl_{kind}",
             icon=":material/download:",
         )
-    st.caption(
-        "model.json + model.weights.h5 load with `keras.models.model_from_json(...)` then "
-        "`load_weights(...)`; .keras with `keras.models.load_model(...)`; .tflite with LiteRT."
-    )
+    hints = {
+        "json": "model.json + weights: `keras.models.model_from_json(...)` then `load_weights(...)`",
+        "keras": ".keras: `keras.models.load_model(...)`",
+        "tflite": ".tflite: LiteRT's `Interpreter`",
+    }
+    shown = [hints[k] for k in hints if k in files]
+    if "json" not in files:
+        shown.append("model.json + weights: `python -m training.export` writes them")
+    st.caption("; ".join(shown) + ".")
