@@ -2,6 +2,7 @@
 
     python bench/estimate_check.py --config training/configs/quick.json [--subset 5000] [--epochs 2]
     ONEDNN_MAX_CPU_ISA=AVX2 python bench/estimate_check.py ...   # what an AVX2-only laptop gets
+    python bench/estimate_check.py --config training/configs/default.json --no-run  # the estimate only
 
 Probes the recipe's model as the form does (``fercore.train.preview.probe_seconds_per_step`` for a
 training and a validation step at the config's precision), turns the probe into the form's estimate
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--subset", type=int, default=5000)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--no-run", action="store_true", help="print the estimates only, train nothing")
     args = p.parse_args(argv)
 
     from fercore import runs
@@ -36,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     from fercore.train.fit import fit
     from fercore.train.precision import resolve_precision
 
-    raw = {**json.loads(Path(args.config).read_text()), "subset": args.subset, "epochs": args.epochs}
-    config = TrainConfig.from_dict(raw)
+    recipe = json.loads(Path(args.config).read_text())
+    config = TrainConfig.from_dict({**recipe, "subset": args.subset, "epochs": args.epochs})
+    whole = TrainConfig.from_dict(recipe)
     precision = resolve_precision(config.precision)
     n_train, n_val = preview.training_images(config)
     step = preview.probe_seconds_per_step(config.model, config.model_params, config.batch_size, config.precision)
@@ -45,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         config.model, config.model_params, preview.EVAL_BATCH, config.precision, training=False
     )
     estimate = config.epochs * preview.epoch_estimate(step, n_train, config.batch_size, n_val, val_step)
+    w_train, w_val = preview.training_images(whole)
+    w_estimate = whole.epochs * preview.epoch_estimate(step, w_train, whole.batch_size, w_val, val_step)
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "(unset)")
+    print(
+        f"{Path(args.config).name} as written ({w_train} training + {w_val} validation faces, {whole.epochs} "
+        f"epochs): form estimate {w_estimate / 60:.1f} min, precision {precision}, ONEDNN_MAX_CPU_ISA={isa}"
+    )
+    if args.no_run:
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
         run_dir = Path(tmp) / "runs" / "check"
@@ -55,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         trained = epochs[-1] if epochs else float("nan")  # seconds from the run's start to its last epoch's end
     print(
         f"{Path(args.config).name}: {n_train} training + {n_val} validation faces, {config.epochs} epochs, "
-        f"precision {config.precision} -> {precision}, "
-        f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)')}"
+        f"precision {config.precision} -> {precision}, ONEDNN_MAX_CPU_ISA={isa}"
     )
     print(
         f"  form estimate {estimate:.0f} s; epochs measured {trained:.0f} s "
