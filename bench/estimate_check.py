@@ -39,15 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     from fercore.train.precision import resolve_precision
 
     recipe = json.loads(Path(args.config).read_text())
-    config = TrainConfig.from_dict({**recipe, "subset": args.subset, "epochs": args.epochs})
     whole = TrainConfig.from_dict(recipe)
-    precision = resolve_precision(config.precision)
-    n_train, n_val = preview.training_images(config)
-    step = preview.probe_seconds_per_step(config.model, config.model_params, config.batch_size, config.precision)
+    precision = resolve_precision(whole.precision)
+    # one probe serves both estimates: the check run differs from the recipe only in its faces and epochs
+    step = preview.probe_seconds_per_step(whole.model, whole.model_params, whole.batch_size, whole.precision)
     val_step = preview.probe_seconds_per_step(
-        config.model, config.model_params, preview.EVAL_BATCH, config.precision, training=False
+        whole.model, whole.model_params, preview.EVAL_BATCH, whole.precision, training=False
     )
-    estimate = config.epochs * preview.epoch_estimate(step, n_train, config.batch_size, n_val, val_step)
     w_train, w_val = preview.training_images(whole)
     w_estimate = whole.epochs * preview.epoch_estimate(step, w_train, whole.batch_size, w_val, val_step)
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "(unset)")
@@ -57,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.no_run:
         return 0
+    config = TrainConfig.from_dict({**recipe, "subset": args.subset, "epochs": args.epochs})
+    n_train, n_val = preview.training_images(config)
+    estimate = config.epochs * preview.epoch_estimate(step, n_train, config.batch_size, n_val, val_step)
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
         run_dir = Path(tmp) / "runs" / "check"
