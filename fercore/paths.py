@@ -13,11 +13,14 @@ MODELS_DIR: Path = PROJECT_ROOT / "models"
 RUNS_DIR: Path = PROJECT_ROOT / "runs"
 
 
-def shown(path: str | Path) -> str:
-    """``path`` as a page or a report shows it: relative to the project when inside it (``models/x``),
-    else as given, so a screen names no folder of the machine it runs on."""
+def shown(path: str | Path, tail: int | None = None) -> str:
+    """``path`` as a page or a report shows it: relative to the project when inside it (``models/x``).
+    Outside it, as given; or, with ``tail``, only its last ``tail`` parts, for files that leave the
+    machine (a shipped manifest must never name one of its folders)."""
     p = Path(path)
     try:
         return str(p.resolve().relative_to(PROJECT_ROOT))
     except (ValueError, OSError):
-        return str(p)
+        if tail is None:
+            return str(p)
+        return str(Path(*p.resolve().parts[-tail:]))

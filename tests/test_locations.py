@@ -153,3 +153,6 @@ def test_shown_paths_are_relative_inside_the_project_and_unchanged_outside(tmp_p
     assert paths.shown(paths.PROJECT_ROOT) == "."
     outside = tmp_path / "elsewhere" / "m.keras"
     assert paths.shown(outside) == str(outside)
+    # a file that leaves the machine keeps only the last parts of an outside path
+    assert paths.shown(outside, tail=2) == "elsewhere/m.keras"
+    assert paths.shown(paths.MODELS_DIR / "accurate" / "a.keras", tail=2) == "models/accurate/a.keras"

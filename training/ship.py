@@ -31,6 +31,7 @@ from pathlib import Path
 
 from fercore.models.ensemble import TIERS
 from fercore.paths import MODELS_DIR as MODELS
+from fercore.paths import shown
 
 
 def confusion_png(confusion: list[list[int]], labels: list[str], file: Path) -> None:
@@ -215,15 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _display_path(path: Path) -> str:
-    """The path relative to the project when inside it, else its last two parts (never a
-    machine-specific absolute path in a shipped file)."""
-    try:
-        return str(path.resolve().relative_to(MODELS.parent))
-    except ValueError:
-        return str(Path(*path.resolve().parts[-2:]))
-
-
 def _provenance(path: Path) -> str:
     """Where a member file came from: for a member of an existing tier, the source its manifest
     records (re-shipping a tier keeps its members' history), else the path itself."""
@@ -233,7 +225,7 @@ def _provenance(path: Path) -> str:
         for member in read_manifest(path.parent).get("members", []):
             if member.get("file") == path.name and member.get("source"):
                 return str(member["source"])
-    return _display_path(path)
+    return shown(path, tail=2)
 
 
 def _tflite_weights(file: Path) -> str:
@@ -279,7 +271,7 @@ def ship_tier(name: str, members: list[str], data: str, out: Path, tta: bool = T
             diff = float(np.abs(load_backend(file).predict(x) - np.asarray(model(x, training=False))).max())
             if diff >= (1e-2 if float16 else 1e-4):
                 raise ValueError(f"{source}: its .tflite twin differs from the Keras model by {diff:.2g}")
-            origin, params = _display_path(Path(source)), int(model.count_params())
+            origin, params = shown(source, tail=2), int(model.count_params())
             weights = "float16" if float16 else "float32"
         plain_result, tta_result = evaluate(file, test), evaluate(file, test, tta=True)
         probas.append(tta_result.proba if tta else plain_result.proba)
