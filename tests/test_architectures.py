@@ -29,3 +29,23 @@ def test_a_registered_builder_is_a_choice_of_the_config_cli_and_form(monkeypatch
     register_model("tiny")(lambda **_: "built")
     assert build_model("tiny") == "built" and TrainConfig(model="tiny").model == "tiny"
     assert options()["model"].choices == ("coursera", "fernet", "tiny")
+
+
+def test_saved_models_are_compressed_carry_their_config_and_load_back_the_same(tmp_path):
+    import zipfile
+
+    import numpy as np
+
+    from fercore.models.architectures import build_model, load_keras_model, read_model_config, save_model
+
+    model = build_model("fernet", widths=(8, 16), depths=(1, 1), stem_width=8, dropout=0.0)
+    path = save_model(model, tmp_path / "m.keras", {"model": "fernet", "epochs": 3})
+    with zipfile.ZipFile(path) as zf:
+        entries = {e.filename: e for e in zf.infolist()}
+    assert {"config.json", "model.weights.h5", "fercore.json"} <= set(entries)
+    assert all(e.compress_type == zipfile.ZIP_DEFLATED for e in entries.values())
+    assert entries["config.json"].compress_size < entries["config.json"].file_size / 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # no staging file left behind
+    assert read_model_config(path) == {"model": "fernet", "epochs": 3}
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    np.testing.assert_allclose(load_keras_model(path).predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
