@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     whole = TrainConfig.from_dict(recipe)
     precision = resolve_precision(whole.precision)
     # one probe serves both estimates: the check run differs from the recipe only in its faces and epochs
-    step = preview.probe_seconds_per_step(whole.model, whole.model_params, whole.batch_size, whole.precision)
+    step = preview.probe_seconds_per_step(
+        whole.model, whole.model_params, whole.batch_size, whole.precision, crop=whole.augment.crop
+    )
     val_step = preview.probe_seconds_per_step(
         whole.model, whole.model_params, preview.EVAL_BATCH, whole.precision, training=False
     )

@@ -133,7 +133,7 @@ def advanced_fields(starts: dict[str, str]) -> tuple[dict[str, Any], str, str, s
     relabel = right.text_input("Relabel file (optional)", key="train_relabel", help=OPTIONS["relabel"].help)
     st.caption("Augmentation (on: the recipe's strength, or the default one)")
     augs = fields(Augment)
-    cols = [c for _ in augs[::4] for c in st.columns(4)]  # four per row: the labels fit at 1280 px
+    cols = [c for _ in augs[::4] for c in st.columns(4)][: len(augs)]  # four per row: the labels fit at 1280 px
     augment = {f.name: col.checkbox(f.metadata["label"], key=f"train_aug_{f.name}", help=f.metadata["help"])
                for col, f in zip(cols, augs, strict=True)}  # fmt: skip
     return values, start, params, relabel, augment
@@ -145,23 +145,25 @@ def _speeds() -> dict[str, tuple[float, float, float]]:
     return {}
 
 
-def _probe_key(name: str, params_json: str, batch: int, precision: str) -> str:
-    return f"{name}|{params_json}|{batch}|{precision}"
+def _probe_key(name: str, params_json: str, batch: int, precision: str, crop: int = 0) -> str:
+    return f"{name}|{params_json}|{batch}|{precision}|{crop}"
 
 
-def probe(name: str, params_json: str, batch: int, precision: str) -> tuple[float, float, float]:
-    """The cached probe of a model at a batch size and precision, remembered for the preset estimates."""
-    result = _probe(name, params_json, batch, precision)
-    _speeds()[_probe_key(name, params_json, batch, precision)] = result
+def probe(name: str, params_json: str, batch: int, precision: str, crop: int = 0) -> tuple[float, float, float]:
+    """The cached probe of a model at a batch size, precision and training crop, remembered for the
+    preset estimates."""
+    result = _probe(name, params_json, batch, precision, crop)
+    _speeds()[_probe_key(name, params_json, batch, precision, crop)] = result
     return result
 
 
-def _preset_key(config: TrainConfig) -> tuple[str, str, int, str]:
+def _preset_key(config: TrainConfig) -> tuple[str, str, int, str, int]:
     return (
         config.model,
         json.dumps(config.model_params, sort_keys=True),
         config.batch_size,
         resolve_precision(config.precision),
+        config.augment.crop,
     )
 
 
@@ -237,11 +239,11 @@ def _describe(name: str, params_json: str) -> preview.ModelSummary:
 
 
 @st.cache_data(show_spinner="Timing a few training and validation steps on this machine…", max_entries=32)
-def _probe(name: str, params_json: str, batch_size: int, precision: str) -> tuple[float, float, float]:
+def _probe(name: str, params_json: str, batch_size: int, precision: str, crop: int) -> tuple[float, float, float]:
     """(seconds per training step, seconds per validation step, the load average then), measured once
     per server."""
     params = json.loads(params_json)
-    train = preview.probe_seconds_per_step(name, params, batch_size, precision)
+    train = preview.probe_seconds_per_step(name, params, batch_size, precision, crop=crop)
     val = preview.probe_seconds_per_step(name, params, preview.EVAL_BATCH, precision, training=False)
     return train, val, os.getloadavg()[0]
 
@@ -285,7 +287,8 @@ def model_preview(config: dict[str, Any]) -> None:
     cols[1].metric("FLOPs per face", f"{summary.flops / 1e6:,.1f} M", help="multiply-adds × 2, forward pass")
     cols[2].metric("Layers", len(summary.layers))
     batch, bf16 = int(config["batch_size"]), resolve_precision(config["precision"])
-    key = f"{name}|{params_json}|{batch}|{bf16}"
+    crop = int((config.get("augment") or {}).get("crop") or 0)
+    key = _probe_key(name, params_json, batch, bf16, crop)
     probed: set[str] = st.session_state.setdefault(PROBED, set())
     if cols[3].button(
         "Measure time per epoch",
@@ -295,14 +298,16 @@ def model_preview(config: dict[str, Any]) -> None:
     ):
         probed.add(key)
     if key in probed:
-        _estimate(cols[3], config, name, params_json, batch, bf16)
+        _estimate(cols[3], config, name, params_json, batch, bf16, crop)
     st.dataframe(summary.rows(), hide_index=True, height=min(400, 38 + 35 * len(summary.layers)))
 
 
-def _estimate(where: Any, config: dict[str, Any], name: str, params_json: str, batch: int, bf16: str) -> None:
+def _estimate(
+    where: Any, config: dict[str, Any], name: str, params_json: str, batch: int, bf16: str, crop: int
+) -> None:
     """Time per epoch (and for the whole run) from the probe, scaled to the config's training images."""
     try:
-        step, val_step, load = probe(name, params_json, batch, bf16)
+        step, val_step, load = probe(name, params_json, batch, bf16, crop)
     except common.USER_ERRORS as exc:
         common.show_error(exc, "Not measured")
         return

@@ -49,3 +49,21 @@ def test_saved_models_are_compressed_carry_their_config_and_load_back_the_same(t
     assert read_model_config(path) == {"model": "fernet", "epochs": 3}
     x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
     np.testing.assert_allclose(load_keras_model(path).predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_a_fernet_with_an_open_side_serves_at_48_in_float32():
+    """A model built for crops (input_size None) takes 40 px in training; its serving twin is fixed
+    at 48×48 and float32 and predicts as the original does on whole faces."""
+    import numpy as np
+
+    from fercore.models.architectures import build_model, to_float32
+    from tests.conftest import TINY
+
+    model = build_model("fernet", **TINY, input_size=None)
+    assert model.predict(np.zeros((2, 40, 40, 1), "float32"), verbose=0).shape == (2, 7)
+    twin = to_float32(model)
+    assert twin is not model and tuple(twin.inputs[0].shape)[1:] == (48, 48, 1)
+    faces = np.random.default_rng(3).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    np.testing.assert_allclose(twin.predict(faces, verbose=0), model.predict(faces, verbose=0), atol=1e-6)
+    fixed = build_model("fernet", **TINY)
+    assert to_float32(fixed) is fixed

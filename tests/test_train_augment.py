@@ -43,6 +43,21 @@ def test_augment_is_a_function_of_its_seed():
     assert not np.array_equal(a, c)
 
 
+def test_crop_is_the_centre_of_the_same_augmentation():
+    import tensorflow as tf
+
+    from fercore.train import augment_batch
+
+    x = tf.constant(np.random.default_rng(2).integers(0, 255, (8, 48, 48, 1)).astype(np.float32))
+    shifted = {**OFF, "flip": True, "shift": 0.1, "rotation": 10.0}
+    whole = augment_batch(x, Augment(**shifted), tf.constant([5, 9])).numpy()
+    crop = augment_batch(x, Augment(**{**shifted, "crop": 40}), tf.constant([5, 9])).numpy()
+    assert crop.shape == (8, 40, 40, 1)
+    np.testing.assert_array_equal(crop, whole[:, 4:44, 4:44])
+    # off (0) or the whole side leaves the size alone
+    assert augment_batch(x, Augment(**{**OFF, "crop": 48})).shape == (8, 48, 48, 1)
+
+
 PINNED_TAIL = [92, 94, 97, 98, 99]  # stratified_indices(labels, 50, seed=0)[-5:] since training first used it
 
 

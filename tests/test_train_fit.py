@@ -71,6 +71,38 @@ def test_fit_writes_a_complete_run_directory(tmp_path, class_folder):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_run_on_crops_validates_and_exports_whole_faces(tmp_path, class_folder):
+    """Trained on 40×40 crops, validated on whole 48×48 faces; every exported format takes 48×48 in
+    float32 and gives the checkpoint's predictions (to bfloat16's rounding where training used it)."""
+    from fercore.inference.classify import TFLiteBackend
+    from fercore.models.architectures import load_keras_model
+
+    run = tmp_path / "run"
+    cfg = _tiny_config(tmp_path, class_folder, augment={"flip": True, "shift": 0.1, "crop": 40})
+    res = _train_cli("--config", str(cfg), "--run-dir", str(run))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert runs.read_status(run)["state"] == "finished" and runs.read_status(run)["export_error"] is None
+    assert runs.read_metrics(run).query("kind == 'epoch'")["val_accuracy"].notna().all()
+    checkpoint = load_keras_model(run / runs.LAST)
+    assert tuple(checkpoint.inputs[0].shape)[1:] == (None, None, 1)
+    exported = load_keras_model(run / "export" / "model.keras")
+    assert tuple(exported.inputs[0].shape)[1:] == (48, 48, 1)
+    faces = np.random.default_rng(0).integers(0, 255, (6, 48, 48, 1)).astype(np.float32)
+    want = exported.predict(faces, verbose=0)  # the checkpoint's weights, computed in float32
+    np.testing.assert_allclose(checkpoint.predict(faces, verbose=0), want, atol=5e-3)  # bfloat16 where native
+    lite = TFLiteBackend(run / "export" / "model.tflite")
+    np.testing.assert_allclose(lite.predict(faces), want, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"augment": {"crop": 8}}, "from 16 to 48"), ({"model": "coursera", "augment": {"crop": 40}}, "fernet")],
+)
+def test_crop_needs_a_sane_side_and_an_open_input(change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict({"model": "fernet", **change})
+
+
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path, class_folder):
     run = tmp_path / "run"
     res = _train_cli("--config", str(_tiny_config(tmp_path, class_folder, epochs=1)),

@@ -79,7 +79,7 @@ def test_expected_time_scales_with_measured_throughput(tmp_path):
     # per epoch wall second, validation included, i.e. consistent with preview.epoch_estimate
     calls = []
 
-    def fake_probe(model, params, batch_size, precision, training=True):
+    def fake_probe(model, params, batch_size, precision, training=True, crop=0):
         calls.append((model, batch_size, precision, training))
         return 0.5 if training else 0.2
 

@@ -93,6 +93,8 @@ def build_fernet(
     depths: tuple[int, ...] = (2, 2, 2, 2),
     dropout: float = 0.4,
     stem_width: int = 32,
+    *,
+    input_size: int | None = FACE_SIZE,  # set by the run (augment.crop), not a form parameter
     **_: Any,
 ):
     """Our CPU-friendly residual CNN.
@@ -100,19 +102,23 @@ def build_fernet(
     A cheap full-resolution stem (3×3 conv at ``stem_width`` channels, 48×48) is max-pooled to
     24×24, where the expensive stages start. Stage ``i`` has ``depths[i]`` 3×3 conv-BN-ReLU layers
     at ``widths[i]`` channels, a 1×1 projection shortcut around them, and each stage after the
-    first halves the resolution with a 2×2 max-pool (24 → 12 → 6 → 3). Global average
+    first halves the resolution with a 2×2 max-pool (24 → 12 → 6 → 3; an odd side rounds up). Global average
     pooling, dropout, softmax. Most of the FLOPs of a VGG-style net sit at 48×48; starting the
     stages at 24×24 buys ~4× throughput for a small loss in detail.
+
+    Convolutions and global pooling take any side: ``input_size=None`` builds a model for
+    training on random crops (:attr:`fercore.train.config.Augment.crop`); it is served at 48×48
+    (:func:`to_float32`).
     """
     keras = _keras()
     layers = keras.layers
-    inputs = keras.Input((FACE_SIZE, FACE_SIZE, 1), name="face")
+    inputs = keras.Input((input_size, input_size, 1), name="face")
     x = layers.Rescaling(1.0 / 255.0, offset=-0.5, name="scale")(inputs)
     x = _conv_bn_relu(x, stem_width, 3, "stem")
     if len(widths) != len(depths):
         raise ValueError(f"widths and depths need one entry per stage, got {len(widths)} and {len(depths)}")
     for s, (width, depth) in enumerate(zip(widths, depths, strict=True)):
-        x = layers.MaxPooling2D(2, name=f"s{s}_pool")(x)
+        x = layers.MaxPooling2D(2, padding="same", name=f"s{s}_pool")(x)  # 48 → 24 → 12 → 6 → 3; 40 → … 5 → 3
         shortcut = x
         for d in range(depth):
             x = _conv_bn_relu(x, width, 3, f"s{s}_c{d}")
@@ -195,31 +201,43 @@ def load_keras_model(path: str | Path, compile: bool = False):
     return keras.models.load_model(path, compile=compile)
 
 
-def _float32_config(node: Any) -> Any:
-    """A copy of a Keras config with every mixed dtype policy replaced by float32 (layer names and
-    other strings are left alone)."""
+def _serving_config(node: Any) -> Any:
+    """A copy of a Keras config with every mixed dtype policy replaced by float32 and an input of
+    open side (a model trained on crops) fixed at 48×48 (layer names and other strings are left
+    alone)."""
     if isinstance(node, dict):
         if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
             return {**node, "config": {**node["config"], "name": "float32"}}
+        if node.get("class_name") == "InputLayer" and isinstance(node.get("config"), dict):
+            shape = node["config"].get("batch_shape")
+            if isinstance(shape, (list, tuple)) and len(shape) == 4 and None in tuple(shape)[1:3]:
+                node = {**node, "config": {**node["config"], "batch_shape": [shape[0], FACE_SIZE, FACE_SIZE, shape[3]]}}
         return {
-            k: "float32" if k == "dtype" and isinstance(v, str) and v.startswith("mixed_") else _float32_config(v)
+            k: "float32" if k == "dtype" and isinstance(v, str) and v.startswith("mixed_") else _serving_config(v)
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_float32_config(v) for v in node]
+        return [_serving_config(v) for v in node]
     return node
 
 
+def _open_side(model: Any) -> bool:
+    """Whether the model's input takes any side (built for training on crops)."""
+    return any(d is None for d in tuple(model.inputs[0].shape)[1:3])
+
+
 def to_float32(model):
-    """The model itself if it computes in float32, else a float32 twin with the same weights.
+    """The model itself if it computes in float32 on 48×48 faces, else a twin with the same weights
+    that does.
 
     A model trained under mixed precision (bfloat16 compute, float32 weights) is exported and
     served in float32: TFLite has no bfloat16 kernels and float32 is what LiteRT and Keras run
-    fastest on a CPU without AMX.
+    fastest on a CPU without AMX. A model trained on crops (open input side) is served on the
+    whole 48×48 face, the side every inference path and TFLite file expects.
     """
     keras = _keras()
-    if all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model.layers):
+    if not _open_side(model) and all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model.layers):
         return model
-    twin = keras.Model.from_config(_float32_config(model.get_config()))
+    twin = keras.Model.from_config(_serving_config(model.get_config()))
     twin.set_weights(model.get_weights())
     return twin

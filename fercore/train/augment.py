@@ -25,7 +25,8 @@ def _seeds(seed: TF | None, n: int) -> list[TF]:
 
 
 def augment_batch(images: TF, aug: Augment, seed: TF | None = None) -> TF:
-    """Randomly flip, rotate/shift/zoom, change contrast and brightness, and erase a rectangle."""
+    """Randomly flip, rotate/shift/zoom, crop the centre (``crop`` px; with a shift that is a random
+    crop), change contrast and brightness, and erase a rectangle."""
     import tensorflow as tf
 
     s = _seeds(seed, 12)
@@ -59,6 +60,10 @@ def augment_batch(images: TF, aug: Augment, seed: TF | None = None) -> TF:
             interpolation="BILINEAR",
             fill_mode="REFLECT",
         )
+    if aug.crop and aug.crop < images.shape[1]:
+        # the centre of an image shifted at random: a random crop (the model sees whole faces at test)
+        o = (int(images.shape[1]) - aug.crop) // 2
+        x = x[:, o : o + aug.crop, o : o + aug.crop, :]
     if aug.contrast:
         mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
         x = (x - mean) * (1.0 + uniform(5, [b, 1, 1, 1], -aug.contrast, aug.contrast)) + mean

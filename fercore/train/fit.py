@@ -85,7 +85,11 @@ def build_for_training(config: TrainConfig, resume_from: Path | None = None, ste
         ):  # constant/plateau keep the (possibly reduced) saved rate
             attach_schedule(model.optimizer, config, steps_per_epoch)
         return model
-    model = load_keras_model(config.init_from) if config.init_from else build_model(config.model, **config.model_params)
+    if config.init_from:
+        model = load_keras_model(config.init_from)
+    else:  # a run on crops trains a model whose input takes any side (whole faces at validation)
+        crop = {"input_size": None} if config.augment.crop else {}
+        model = build_model(config.model, **{**config.model_params, **crop})
     lr = make_schedule(config, steps_per_epoch)
     ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if config.optimizer == "sgd":

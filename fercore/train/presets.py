@@ -154,7 +154,9 @@ def measure_images_per_second(config: TrainConfig, probe: Probe | None = None) -
     from fercore.train import preview
 
     probe = probe or preview.probe_seconds_per_step
-    step = probe(config.model, config.model_params, config.batch_size, config.precision, training=True)
+    step = probe(
+        config.model, config.model_params, config.batch_size, config.precision, training=True, crop=config.augment.crop
+    )
     val = probe(config.model, config.model_params, preview.EVAL_BATCH, config.precision, training=False)
     return images_per_second(step, val, config.batch_size)
 

@@ -24,7 +24,7 @@ import numpy as np
 from fercore.inference.preprocess import FACE_SIZE
 from fercore.labels import NUM_CLASSES
 from fercore.models.architectures import build_model, count_flops, get_model_builder
-from fercore.train.config import TrainConfig
+from fercore.train.config import Augment, TrainConfig
 from fercore.train.precision import compute_precision
 
 EVAL_BATCH = 256  # make_eval_dataset's batch: validation runs at this size whatever the training batch
@@ -119,12 +119,14 @@ def probe_seconds_per_step(
     steps: int = 4,
     warmup: int = 2,
     training: bool = True,
+    crop: int = 0,
 ) -> float:
     """Median seconds of one warm step at ``batch_size`` on this machine, right now.
 
     ``training``: a training step of the model compiled as a run compiles it (optimizer, loss,
-    precision); else a validation step (forward pass and metrics). The first ``warmup`` steps are
-    not timed (tracing, memory allocation). Probes run one at a time in this process."""
+    precision), on ``crop``-px faces when the recipe trains on crops; else a validation step (forward
+    pass and metrics, whole faces). The first ``warmup`` steps are not timed (tracing, memory
+    allocation). Probes run one at a time in this process."""
     if batch_size < 1 or steps < 1 or warmup < 0:
         raise ValueError("batch_size and steps must be ≥ 1, warmup ≥ 0")
     params = check_params(model_name, params)
@@ -132,9 +134,13 @@ def probe_seconds_per_step(
 
     from fercore.train.fit import build_for_training
 
-    config = TrainConfig(model=model_name, model_params=params, batch_size=batch_size, precision=precision)
+    augment = Augment(crop=crop)  # a recipe on crops trains a model with an open input side
+    config = TrainConfig(
+        model=model_name, model_params=params, batch_size=batch_size, precision=precision, augment=augment
+    )
+    side = crop if training and crop else FACE_SIZE
     rng = np.random.default_rng(0)
-    x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch_size, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32))
+    x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch_size, side, side, 1)).astype(np.float32))
     y = keras.ops.convert_to_tensor(np.eye(NUM_CLASSES, dtype=np.float32)[rng.integers(0, NUM_CLASSES, batch_size)])
     with _PROBE_LOCK:
         with compute_precision(precision):  # restores this thread's policy for its next model

@@ -83,8 +83,10 @@ def download(page, label: str, folder: Path) -> Path:
 
 def grid_text(frame) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a st.dataframe, read from the grid's accessible table (once it has rendered:
-    the grid fills its table after the element appears, later on a loaded machine)."""
+    the grid fills its table after the element appears, header first and rows later on a loaded machine;
+    every grid read here has at least one row)."""
     frame.locator("th").first.wait_for(state="attached", timeout=60_000)
+    frame.locator("tbody tr td").first.wait_for(state="attached", timeout=60_000)
     header = frame.evaluate("e => [...e.querySelectorAll('th')].map(x => x.innerText.trim())")
     rows = frame.evaluate(
         "e => [...e.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()))"
