@@ -112,6 +112,7 @@ def results(res: EvalResult, view: str) -> None:
             "application/json",
             icon=":material/download:",
             key=f"eval_json_{view}",
+            on_click="ignore",
         )
         reliability_chart(res.calibrated, res.y_true, result["ece"], f"reliability_{view}")
 

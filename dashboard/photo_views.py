@@ -47,7 +47,7 @@ def batch_account(report: BatchReport) -> None:
         ("JSON (all images)", json.dumps(report.to_json(), indent=2), "faces.json", "application/json"),
     ]
     for col, (label, data, file, mime) in zip(st.columns([1, 1, 3]), downloads, strict=False):
-        col.download_button(label, data, file, mime, key=f"photo_{file}", icon=":material/download:")
+        col.download_button(label, data, file, mime, key=f"photo_{file}", icon=":material/download:", on_click="ignore")
     if len(report.analysed) > 1:
         st.dataframe(
             [r.summary() for r in report.analysed],
@@ -69,7 +69,9 @@ def photo_detail(res: ImageResult, preview: Any, key: str, overlays: list[Any]) 
     left, right = st.columns([3, 2])
     left.image(preview, caption=f"{len(res.faces)} face(s) found, numbered left to right", width="stretch")
     name = f"{Path(res.file).stem}_annotated.png"
-    left.download_button("Annotated PNG", encode_png(preview), name, key=f"png_{key}", icon=":material/download:")
+    left.download_button(
+        "Annotated PNG", encode_png(preview), name, key=f"png_{key}", icon=":material/download:", on_click="ignore"
+    )
     if not res.faces:
         right.info(
             "No face found. Try another detector (mtcnn is the most thorough), a photo with a larger "

@@ -85,13 +85,23 @@ def recording(recorded: RecordingResult | None) -> None:
         return
     st.subheader(f"Recording: {recorded.seconds:.1f} s, {recorded.frames} frames, {len(recorded.table)} face rows")
     d1, d2, d3 = st.columns(3)
-    d1.download_button("MP4", recorded.mp4, "recording.mp4", "video/mp4", key="rec_mp4", icon=":material/download:")
+    d1.download_button(
+        "MP4", recorded.mp4, "recording.mp4", "video/mp4", key="rec_mp4", icon=":material/download:", on_click="ignore"
+    )
     if why_empty is not None:  # a video without faces: no empty CSV or JSON to download
         st.info(f"Only the video to download: {why_empty}.", icon=":material/face_retouching_off:")
         return
-    d2.download_button("CSV", recorded.csv(), "recording.csv", "text/csv", key="rec_csv", icon=":material/download:")
+    d2.download_button(
+        "CSV", recorded.csv(), "recording.csv", "text/csv", key="rec_csv", icon=":material/download:", on_click="ignore"
+    )
     d3.download_button(
-        "JSON", recorded.json(), "recording.json", "application/json", key="rec_json", icon=":material/download:"
+        "JSON",
+        recorded.json(),
+        "recording.json",
+        "application/json",
+        key="rec_json",
+        icon=":material/download:",
+        on_click="ignore",
     )
     st.dataframe(
         recorded.summary(),

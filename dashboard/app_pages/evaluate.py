@@ -95,6 +95,7 @@ else:
             "application/octet-stream",
             key=f"dl_{kind}",
             icon=":material/download:",
+            on_click="ignore",
         )
     hints = {
         "json": "model.json + weights: `keras.models.model_from_json(...)` then `load_weights(...)`",

@@ -88,7 +88,13 @@ m3.metric("Faces tracked", table["face_id"].nunique() if len(table) else 0)
 left, right = st.columns([3, 2])
 left.video(result["video"], format="video/mp4")
 right.download_button(
-    "Annotated video", result["video"], f"{stem}_annotated.mp4", "video/mp4", key="video_dl", icon=":material/download:"
+    "Annotated video",
+    result["video"],
+    f"{stem}_annotated.mp4",
+    "video/mp4",
+    key="video_dl",
+    icon=":material/download:",
+    on_click="ignore",
 )
 right.download_button(
     "Per-frame CSV",
@@ -97,6 +103,7 @@ right.download_button(
     "text/csv",
     key="video_csv",
     icon=":material/download:",
+    on_click="ignore",
 )
 
 if table.empty:

@@ -94,6 +94,7 @@ if live.last_frame is not None:
         "image/png",
         key="webcam_snapshot",
         icon=":material/photo_camera:",
+        on_click="ignore",
     )
 
 k1, k2 = st.columns([1, 3])

@@ -136,6 +136,7 @@ def test_t1_faces_have_one_number_on_image_charts_table_csv_and_json(app, tmp_pa
     assert table["label"].tolist() == [f["label"] for f in faces]
 
     # the charts: "face 1: label" … "face 6: label", the labels of the JSON's faces of the same number
+    wait_idle(page)
     for f in faces:
         assert page.get_by_text(f"face {f['face_id']}: {f['label']}", exact=True).count() == 1, f["face_id"]
 
