@@ -8,7 +8,7 @@ import pytest
 
 from fercore.models.architectures import list_models
 from fercore.train import EXPORT_CHECKPOINTS, OPTIMIZERS, SCHEDULES, STRATEGIES, Augment, TrainConfig
-from fercore.train.config import architecture, form_config, options
+from fercore.train.config import architecture, form_config, options, takes_any_side
 from tests.conftest import TINY
 
 
@@ -84,6 +84,36 @@ def test_declared_bounds_are_enforced_at_construction(field, value, message):
     for opt in options().values():  # every declared bound admits the default
         assert opt.minimum is None or opt.minimum <= opt.default
         assert opt.maximum is None or opt.default <= opt.maximum
+
+
+@pytest.mark.parametrize(
+    "augment, message",
+    [
+        ({"crop": 8}, "augment.crop must be between 16 and 48 (0 = off), got 8"),
+        ({"crop": 49}, "augment.crop must be between 16 and 48 (0 = off), got 49"),
+        ({"erasing": 1.5}, "augment.erasing must be between 0 and 1, got 1.5"),
+        ({"rotation": -5.0}, "augment.rotation must be between 0 and 180, got -5.0"),
+        ({"shift": "lots"}, "augment.shift must be a number, got 'lots'"),
+    ],
+)
+def test_augmentation_bounds_are_enforced_with_their_off_value(augment, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig.from_dict({"augment": augment})
+    assert str(err.value) == message
+    assert TrainConfig.from_dict({"augment": {"crop": 0}}).augment.crop == 0  # off, below the minimum
+    assert TrainConfig.from_dict({"augment": {"crop": 16}}).augment.crop == 16
+    for f in dataclasses.fields(Augment):  # every declared bound admits the default, or it is the off value
+        low, high, default = f.metadata.get("minimum"), f.metadata.get("maximum"), f.default
+        assert default == f.metadata.get("off") or (low is None or low <= default) and (high is None or default <= high)
+
+
+def test_crops_need_a_builder_with_an_open_input_side(tmp_path):
+    assert takes_any_side("fernet") and not takes_any_side("coursera") and not takes_any_side("nope")
+    assert TrainConfig.from_dict({"model": "fernet", "augment": {"crop": 40}}).augment.crop == 40
+    with pytest.raises(ValueError, match=r"takes any side \(fernet\), not init_from"):
+        TrainConfig.from_dict({"model": "coursera", "augment": {"crop": 40}})
+    with pytest.raises(ValueError, match="not init_from"):
+        TrainConfig.from_dict({"model": "fernet", "init_from": str(tmp_path / "m.keras"), "augment": {"crop": 40}})
 
 
 def test_architecture_of_a_fine_tune_is_the_stored_one(tmp_path):

@@ -7,13 +7,15 @@ page's form are generated from it, so a new choice shows up everywhere at once.
 
 from __future__ import annotations
 
+import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from fercore.models.architectures import list_models, read_model_config
+from fercore.inference.preprocess import FACE_SIZE
+from fercore.models.architectures import get_model_builder, list_models, read_model_config
 from fercore.train.precision import PRECISIONS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -42,19 +44,24 @@ class Augment:
     """On-graph augmentation switches and strengths (0 turns one off)."""
 
     flip: bool = _opt(True, "random horizontal mirror", "Horizontal flip")
-    rotation: float = _opt(10.0, "± degrees", "Rotation")
-    shift: float = _opt(0.1, "± fraction of the side", "Shift")
-    zoom: float = _opt(0.1, "± scale fraction", "Zoom")
-    brightness: float = _opt(0.2, "± fraction of full scale", "Brightness")
-    contrast: float = _opt(0.2, "± contrast factor", "Contrast")
-    erasing: float = _opt(0.5, "probability of one random noise rectangle per image", "Random erasing")
-    mixup: float = _opt(0.0, "Beta(a, a) mixing of pairs; 0 = off", "Mixup", on_value=0.2)
+    rotation: float = _opt(10.0, "± degrees", "Rotation", minimum=0.0, maximum=180.0)
+    shift: float = _opt(0.1, "± fraction of the side", "Shift", minimum=0.0, maximum=0.5)
+    zoom: float = _opt(0.1, "± scale fraction", "Zoom", minimum=0.0, maximum=0.9)
+    brightness: float = _opt(0.2, "± fraction of full scale", "Brightness", minimum=0.0, maximum=1.0)
+    contrast: float = _opt(0.2, "± contrast factor", "Contrast", minimum=0.0, maximum=0.9)
+    erasing: float = _opt(
+        0.5, "probability of one random noise rectangle per image", "Random erasing", minimum=0.0, maximum=1.0
+    )
+    mixup: float = _opt(0.0, "Beta(a, a) mixing of pairs; 0 = off", "Mixup", on_value=0.2, minimum=0.0, maximum=10.0)
     crop: int = _opt(
         0,
         "train on the centre N×N px of each shifted face (random crops: ~(N/48)² of the compute per image); "
         "the model still sees whole 48×48 faces at test; 0 = off",
         "Random crop",
         on_value=40,
+        minimum=16,
+        maximum=FACE_SIZE,
+        off=0,
     )
 
     @classmethod
@@ -153,20 +160,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """The one validation of a config (the CLI, the Train form and a run's config.json all build
-        one): declared choices and bounds, then the rules between options. ValueError, one line."""
-        for f in fields(self):
-            value, choices = getattr(self, f.name), _choices(f)
-            if choices and value not in choices:
-                raise ValueError(f"unknown {f.name} {value!r}; choose one of {', '.join(choices)}")
-            low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
-            if (low is not None or high is not None) and not isinstance(value, (int, float)):
-                raise ValueError(f"{f.name} must be a number, got {value!r}")
-            if (low is not None and value < low) or (high is not None and value > high):
-                raise ValueError(f"{f.name} must be between {low:g} and {high:g}, got {value!r}")
-        if self.augment.crop and not 16 <= self.augment.crop <= 48:
-            raise ValueError(f"augment.crop is a side in pixels from 16 to 48 (0 = off), got {self.augment.crop!r}")
-        if self.augment.crop and (self.init_from or self.model != "fernet"):
-            raise ValueError("augment.crop needs a fernet built by the run (its input takes any side), not init_from")
+        one): declared choices and bounds (the augmentation's too), then the rules between options.
+        ValueError, one line."""
+        _check_declared(self)
+        _check_declared(self.augment, "augment.")
+        if self.augment.crop and (self.init_from or not takes_any_side(self.model)):
+            raise ValueError(
+                f"augment.crop needs an architecture built by the run whose input takes any side "
+                f"({', '.join(m for m in list_models() if takes_any_side(m))}), not init_from"
+            )
         if self.swa_epochs and self.strategy != "default":
             raise ValueError("swa_epochs needs the default strategy (the mean is kept on one machine)")
 
@@ -195,6 +197,35 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values (what config.json holds)."""
         return asdict(self)
+
+
+def _check_declared(config: Any, prefix: str = "") -> None:
+    """Each field of a config dataclass against its declared choices and bounds (a field's ``off``
+    value, e.g. 0, is allowed outside them)."""
+    for f in fields(config):
+        value, choices = getattr(config, f.name), _choices(f)
+        if choices and value not in choices:
+            raise ValueError(f"unknown {prefix}{f.name} {value!r}; choose one of {', '.join(choices)}")
+        low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
+        if low is None and high is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{prefix}{f.name} must be a number, got {value!r}")
+        if "off" in f.metadata and value == f.metadata["off"]:
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            off = f" ({f.metadata['off']} = off)" if "off" in f.metadata else ""
+            raise ValueError(f"{prefix}{f.name} must be between {low:g} and {high:g}{off}, got {value!r}")
+
+
+def takes_any_side(model_name: str) -> bool:
+    """Whether the architecture's builder can open its input side (``input_size=None``), which
+    training on random crops needs."""
+    try:
+        builder = get_model_builder(model_name)
+    except ValueError:
+        return False
+    return "input_size" in inspect.signature(builder).parameters
 
 
 def architecture(model_name: str, params: dict[str, Any], init_from: str = "") -> tuple[str, dict[str, Any]]:
