@@ -250,7 +250,7 @@ def test_damaged_config_and_metrics_show_what_can_be_read(tmp_path):
     assert runs.read_metrics(run).empty
     [row] = runs.summary_rows(tmp_path)
     assert row["state"] == "stopped" and row["duration"] == "1m00s" and row["model"] == ""
-    assert "SWA val. accuracy" not in row  # no run averaged weights: no column of "None"s
+    assert runs.AVERAGED_COLUMN not in row  # no run averaged weights: no column of "None"s
 
 
 def test_metrics_after_a_cut_off_line_and_truncation_for_resume(tmp_path):

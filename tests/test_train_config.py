@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -114,6 +115,20 @@ def test_crops_need_a_builder_with_an_open_input_side(tmp_path):
         TrainConfig.from_dict({"model": "coursera", "augment": {"crop": 40}})
     with pytest.raises(ValueError, match="not init_from"):
         TrainConfig.from_dict({"model": "fernet", "init_from": str(tmp_path / "m.keras"), "augment": {"crop": 40}})
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"ema": 0.999, "swa_epochs": 3}, "choose one weight average: ema or swa_epochs, not both"),
+        ({"ema": 0.999, "strategy": "mirrored"}, "ema needs the default strategy"),
+        ({"ema": 1.0}, "ema must be between 0 and 0.99999, got 1.0"),
+    ],
+)
+def test_weight_averages_are_one_at_a_time_and_on_one_machine(change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig.from_dict(change)
+    assert TrainConfig.from_dict({"ema": 0.999}).ema == 0.999
 
 
 def test_architecture_of_a_fine_tune_is_the_stored_one(tmp_path):

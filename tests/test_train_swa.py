@@ -77,7 +77,7 @@ def test_an_swa_run_exports_the_mean_of_its_last_epochs(tmp_path, class_folder, 
     assert status["swa_epochs_averaged"] == 2 and 0.0 <= status["swa_val_accuracy"] <= 1.0
     assert exported == [run / runs.SWA]  # the export is the averaged model, not the last epoch
     [row] = runs.summary_rows(tmp_path)  # the runs table shows it
-    assert row["SWA val. accuracy"] == status["swa_val_accuracy"]
+    assert row[runs.AVERAGED_COLUMN] == status["swa_val_accuracy"]
     from fercore.models.architectures import load_keras_model
 
     model = load_keras_model(run / runs.SWA)

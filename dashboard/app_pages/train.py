@@ -96,11 +96,11 @@ def live(run_dir: Path, was_active: bool) -> None:
     st.progress(*runs.progress(run))
     cols, best = st.columns([1, 1, 1, 3]), runs.best_val(run)
     cols[0].metric("State", run.state)
-    swa = run.status.get("swa_val_accuracy")
+    averaged = runs.averaged_val_accuracy(run.status)
     cols[1].metric(
         "Best val. accuracy",
         f"{best:.1%}" if best is not None else "–",
-        f"SWA {swa:.1%}" if swa is not None else None,
+        f"{averaged[0]} {averaged[1]:.1%}" if averaged else None,
         delta_color="off",
     )
     cols[2].metric("Elapsed", runs.fmt_duration(runs.elapsed(run)))
@@ -121,7 +121,7 @@ if not rows:
     st.caption(f"No runs yet in `{RUNS}`.")
 else:
     percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe(rows, hide_index=True, column_config={"best val. accuracy": percent, "SWA val. accuracy": percent})
+    st.dataframe(rows, hide_index=True, column_config={"best val. accuracy": percent, runs.AVERAGED_COLUMN: percent})
     run = runs.view(RUNS / st.selectbox("Show run", [r["run"] for r in rows], key="train_pick"))
     if current is not None and run.name == current.name:
         st.caption("Its curves are shown above.")

@@ -6,6 +6,7 @@ from fercore.runs.files import (
     ACTIVE_STATES,
     BEST,
     CONFIG,
+    EMA,
     EXPORT,
     LAST,
     LOCK,
@@ -20,6 +21,7 @@ from fercore.runs.files import (
     SWA_STATE,
     TENSORBOARD,
     append_metrics,
+    averaged_val_accuracy,
     clean_status,
     clear_stop,
     default_runs_dir,
@@ -51,6 +53,7 @@ from fercore.runs.owner import (
     training_lock,
 )
 from fercore.runs.view import (
+    AVERAGED_COLUMN,
     KILLED,
     RunView,
     active_run,
@@ -65,9 +68,11 @@ from fercore.runs.view import (
 )
 
 __all__ = [
+    "AVERAGED_COLUMN",
     "ACTIVE_STATES",
     "BEST",
     "CONFIG",
+    "EMA",
     "EXPORT",
     "KILLED",
     "LAST",
@@ -87,6 +92,7 @@ __all__ = [
     "UnsupportedPlatformError",
     "active_run",
     "append_metrics",
+    "averaged_val_accuracy",
     "best_val",
     "clean_status",
     "clear_stop",

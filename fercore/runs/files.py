@@ -38,6 +38,7 @@ BEST = "checkpoints/best.keras"
 LAST = "checkpoints/last.keras"
 SWA = "checkpoints/swa.keras"  # the averaged weights of an SWA run (fercore.train.swa)
 SWA_STATE = "checkpoints/swa.npz"  # its running mean while it trains
+EMA = "checkpoints/ema.keras"  # the moving average of the weights of an EMA run (fercore.train.fit)
 EXPORT = "export"
 TENSORBOARD = "tb"
 LOCK = ".training.lock"
@@ -64,6 +65,7 @@ STATUS_TYPES: dict[str, type] = {
     "best_val_accuracy": float,
     "swa_epochs_averaged": int,
     "swa_val_accuracy": float,
+    "ema_val_accuracy": float,
     "n_train": int,
     "n_val": int,
     "params": int,
@@ -130,18 +132,30 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
 
 
 def exported_checkpoint(run_dir: str | Path) -> tuple[Path, str]:
-    """(checkpoint file, "swa", "best" or "last") of the weights a run exports: the averaged model of
-    an SWA run, else ``best`` when its config asks for it and the file exists, else ``last`` (also
-    for a config from before these settings, or none). FileNotFoundError when that file is missing."""
+    """(checkpoint file, "swa", "ema", "best" or "last") of the weights a run exports: the averaged
+    model of an SWA or EMA run, else ``best`` when its config asks for it and the file exists, else
+    ``last`` (also for a config from before these settings, or none). FileNotFoundError when that
+    file is missing."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     if config.get("swa_epochs") and (run_dir / SWA).exists():
         return run_dir / SWA, "swa"
+    if config.get("ema") and (run_dir / EMA).exists():
+        return run_dir / EMA, "ema"
     if config.get("export_checkpoint") == "best" and (run_dir / BEST).exists():
         return run_dir / BEST, "best"
     if not (run_dir / LAST).exists():
         raise FileNotFoundError(f"{run_dir}: no {LAST} (not a trained run directory?)")
     return run_dir / LAST, "last"
+
+
+def averaged_val_accuracy(status: dict[str, Any]) -> tuple[str, float] | None:
+    """("SWA" or "EMA", validation accuracy) of a run's averaged weights, or None when it has none."""
+    for kind in ("swa", "ema"):
+        value = status.get(f"{kind}_val_accuracy")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return kind.upper(), float(value)
+    return None
 
 
 def clean_status(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

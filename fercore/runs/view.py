@@ -15,6 +15,7 @@ from fercore.runs.files import (
     ACTIVE_STATES,
     CONFIG,
     STATUS,
+    averaged_val_accuracy,
     clean_status,
     default_runs_dir,
     path,
@@ -25,6 +26,7 @@ from fercore.runs.files import (
 from fercore.runs.owner import owner_alive
 
 KILLED = "training process ended without recording a result (killed?)"
+AVERAGED_COLUMN = "SWA/EMA val. accuracy"  # the runs table's column of averaged weights
 
 
 @dataclass(frozen=True)
@@ -139,13 +141,15 @@ def _int(value: Any) -> int | None:
 
 
 def summary_rows(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per run for the runs table (whatever state its files are in); the SWA column only when
-    some run has a figure for it (an empty column reads as "None" in every row)."""
+    """One row per run for the runs table (whatever state its files are in); the column of averaged
+    weights (SWA or EMA) only when some run has a figure for it (an empty column reads as "None" in
+    every row)."""
     rows = []
     for run_dir in list_runs(runs_dir):
         run = view(run_dir)
         cfg, s = run.config, run.status
         started = s.get("started")
+        averaged = averaged_val_accuracy(s)
         rows.append(
             {
                 "run": run.name,
@@ -153,14 +157,14 @@ def summary_rows(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
                 "model": str(cfg.get("model", "")),
                 "epochs": f"{s.get('completed_epochs') or 0}/{_int(cfg.get('epochs')) or '?'}",
                 "best val. accuracy": best_val(run),
-                "SWA val. accuracy": s.get("swa_val_accuracy"),
+                AVERAGED_COLUMN: averaged[1] if averaged else None,
                 "duration": fmt_duration(elapsed(run)),
                 "subset": _int(cfg.get("subset")) or "all",
                 "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",
                 "note": run.reason if run.state in ("failed", "unreadable") else "",
             }
         )
-    if all(r["SWA val. accuracy"] is None for r in rows):
+    if all(r[AVERAGED_COLUMN] is None for r in rows):
         for r in rows:
-            del r["SWA val. accuracy"]
+            del r[AVERAGED_COLUMN]
     return rows

@@ -144,7 +144,8 @@ class TrainConfig:
     )
     ema: float = _opt(
         0.0,
-        "keep an exponential moving average of the weights (momentum, e.g. 0.999) and export it; 0 = off",
+        "keep an exponential moving average of the weights (momentum per step, e.g. 0.999); at the end its "
+        "BatchNorm statistics are recomputed and the run exports it (default strategy only); 0 = off",
         "Weight EMA",
         minimum=0.0,
         maximum=0.99999,
@@ -171,6 +172,10 @@ class TrainConfig:
             )
         if self.swa_epochs and self.strategy != "default":
             raise ValueError("swa_epochs needs the default strategy (the mean is kept on one machine)")
+        if self.ema and self.strategy != "default":
+            raise ValueError("ema needs the default strategy (the average is finished on one machine)")
+        if self.ema and self.swa_epochs:
+            raise ValueError("choose one weight average: ema or swa_epochs, not both")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -18,7 +18,8 @@ import signal
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -276,33 +277,37 @@ def _train_prepared(
     if offset and step < total:  # resumed mid-epoch: finish that epoch first
         end = (epoch + 1) * spe
         train_ds = distributable(make_train_dataset(tx, ty, tw, config, step, end), config)
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            steps_per_epoch=spe - offset,
-            callbacks=cbs,
-            verbose=verbose,
-            shuffle=False,
-        )
+        with _weights_left_raw(model.optimizer):
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                steps_per_epoch=spe - offset,
+                callbacks=cbs,
+                verbose=verbose,
+                shuffle=False,
+            )
         epoch += 1
     if epoch < config.epochs and not logger.stopped:
         train_ds = distributable(make_train_dataset(tx, ty, tw, config, epoch * spe, total), config)
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=config.epochs,
-            initial_epoch=epoch,
-            steps_per_epoch=spe,
-            callbacks=cbs,
-            verbose=verbose,
-            shuffle=False,
-        )
+        with _weights_left_raw(model.optimizer):
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=config.epochs,
+                initial_epoch=epoch,
+                steps_per_epoch=spe,
+                callbacks=cbs,
+                verbose=verbose,
+                shuffle=False,
+            )
     if logger.stopped:
         return runs.update_status(run_dir, state="stopped", finished=time.time())
     if config.swa_epochs:
         _finish_swa(model, config, run_dir, tx, val_ds, step=logger.step, best=logger.best)
+    if config.ema:
+        _finish_ema(model, config, run_dir, tx, val_ds, step=logger.step, best=logger.best)
     export_error = export_final(run_dir) if chief else None  # no collectives: the chief's alone
     return runs.update_status(run_dir, state="finished", finished=time.time(), export_error=export_error)
 
@@ -320,6 +325,36 @@ def _finish_swa(
     _, accuracy = model.evaluate(val_ds, verbose=0)
     save_checkpoint(model, run_dir / runs.SWA, config, config.epochs, step, best)
     runs.update_status(run_dir, swa_epochs_averaged=count, swa_val_accuracy=float(accuracy))
+
+
+@contextmanager
+def _weights_left_raw(optimizer: Any) -> Iterator[None]:
+    """Keras copies an optimizer's moving average (``use_ema``) into the model at the end of every
+    ``model.fit`` call; a resumed run calls it twice (the rest of an epoch, then the other epochs),
+    and the training must go on from the raw weights. The average stays in the optimizer (and in
+    every checkpoint) until :func:`_finish_ema` takes it."""
+    optimizer.finalize_variable_values = lambda var_list: None  # shadows the method for the block
+    try:
+        yield
+    finally:
+        del optimizer.finalize_variable_values
+
+
+def _finish_ema(
+    model: Any, config: TrainConfig, run_dir: Path, images: Any, val_ds: Any, step: int, best: float
+) -> None:
+    """Put the optimizer's moving average of the weights into ``model``, recompute its BatchNorm
+    statistics on the training faces (the average's activations are not the last weights'), save it
+    as ``checkpoints/ema.keras`` (what the run exports) and record its validation accuracy."""
+    from fercore.train.callbacks import save_checkpoint
+    from fercore.train.swa import recompute_batch_norm
+
+    runs.update_status(run_dir, state="averaging")
+    model.optimizer.finalize_variable_values(model.trainable_variables)
+    recompute_batch_norm(model, images)
+    _, accuracy = model.evaluate(val_ds, verbose=0)
+    save_checkpoint(model, run_dir / runs.EMA, config, config.epochs, step, best)
+    runs.update_status(run_dir, ema_val_accuracy=float(accuracy))
 
 
 def _keras_callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
