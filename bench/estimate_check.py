@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     precision = resolve_precision(whole.precision)
     # one probe serves both estimates: the check run differs from the recipe only in its faces and epochs
     step = preview.probe_seconds_per_step(
-        whole.model, whole.model_params, whole.batch_size, whole.precision, crop=whole.augment.crop
+        whole.model, whole.model_params, whole.batch_size, whole.precision, augment=whole.augment
     )
     val_step = preview.probe_seconds_per_step(
         whole.model, whole.model_params, preview.EVAL_BATCH, whole.precision, training=False

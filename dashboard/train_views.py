@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,25 +145,31 @@ def _speeds() -> dict[str, tuple[float, float, float]]:
     return {}
 
 
-def _probe_key(name: str, params_json: str, batch: int, precision: str, crop: int = 0) -> str:
-    return f"{name}|{params_json}|{batch}|{precision}|{crop}"
+def _probe_key(name: str, params_json: str, batch: int, precision: str, augment_json: str) -> str:
+    return f"{name}|{params_json}|{batch}|{precision}|{augment_json}"
 
 
-def probe(name: str, params_json: str, batch: int, precision: str, crop: int = 0) -> tuple[float, float, float]:
-    """The cached probe of a model at a batch size, precision and training crop, remembered for the
-    preset estimates."""
-    result = _probe(name, params_json, batch, precision, crop)
-    _speeds()[_probe_key(name, params_json, batch, precision, crop)] = result
+def probe(name: str, params_json: str, batch: int, precision: str, augment_json: str) -> tuple[float, float, float]:
+    """The cached probe of a model at a batch size, precision and augmentation (the input pipeline is
+    timed too), remembered for the preset estimates."""
+    result = _probe(name, params_json, batch, precision, augment_json)
+    _speeds()[_probe_key(name, params_json, batch, precision, augment_json)] = result
     return result
 
 
-def _preset_key(config: TrainConfig) -> tuple[str, str, int, str, int]:
+def _augment_json(augment: Any) -> str:
+    """A config's augmentation (an :class:`Augment` or its dict) as a probe key: every strength."""
+    values = asdict(augment) if isinstance(augment, Augment) else asdict(Augment(**(augment or {})))
+    return json.dumps(values, sort_keys=True)
+
+
+def _preset_key(config: TrainConfig) -> tuple[str, str, int, str, str]:
     return (
         config.model,
         json.dumps(config.model_params, sort_keys=True),
         config.batch_size,
         resolve_precision(config.precision),
-        config.augment.crop,
+        _augment_json(config.augment),
     )
 
 
@@ -239,11 +245,13 @@ def _describe(name: str, params_json: str) -> preview.ModelSummary:
 
 
 @st.cache_data(show_spinner="Timing a few training and validation steps on this machine…", max_entries=32)
-def _probe(name: str, params_json: str, batch_size: int, precision: str, crop: int) -> tuple[float, float, float]:
+def _probe(
+    name: str, params_json: str, batch_size: int, precision: str, augment_json: str
+) -> tuple[float, float, float]:
     """(seconds per training step, seconds per validation step, the load average then), measured once
     per server."""
-    params = json.loads(params_json)
-    train = preview.probe_seconds_per_step(name, params, batch_size, precision, crop=crop)
+    params, augment = json.loads(params_json), Augment(**json.loads(augment_json))
+    train = preview.probe_seconds_per_step(name, params, batch_size, precision, augment=augment)
     val = preview.probe_seconds_per_step(name, params, preview.EVAL_BATCH, precision, training=False)
     return train, val, os.getloadavg()[0]
 
@@ -287,8 +295,8 @@ def model_preview(config: dict[str, Any]) -> None:
     cols[1].metric("FLOPs per face", f"{summary.flops / 1e6:,.1f} M", help="multiply-adds × 2, forward pass")
     cols[2].metric("Layers", len(summary.layers))
     batch, bf16 = int(config["batch_size"]), resolve_precision(config["precision"])
-    crop = int((config.get("augment") or {}).get("crop") or 0)
-    key = _probe_key(name, params_json, batch, bf16, crop)
+    augment_json = _augment_json(config.get("augment"))
+    key = _probe_key(name, params_json, batch, bf16, augment_json)
     probed: set[str] = st.session_state.setdefault(PROBED, set())
     if cols[3].button(
         "Measure time per epoch",
@@ -298,16 +306,16 @@ def model_preview(config: dict[str, Any]) -> None:
     ):
         probed.add(key)
     if key in probed:
-        _estimate(cols[3], config, name, params_json, batch, bf16, crop)
+        _estimate(cols[3], config, name, params_json, batch, bf16, augment_json)
     st.dataframe(summary.rows(), hide_index=True, height=min(400, 38 + 35 * len(summary.layers)))
 
 
 def _estimate(
-    where: Any, config: dict[str, Any], name: str, params_json: str, batch: int, bf16: str, crop: int
+    where: Any, config: dict[str, Any], name: str, params_json: str, batch: int, bf16: str, augment_json: str
 ) -> None:
     """Time per epoch (and for the whole run) from the probe, scaled to the config's training images."""
     try:
-        step, val_step, load = probe(name, params_json, batch, bf16, crop)
+        step, val_step, load = probe(name, params_json, batch, bf16, augment_json)
     except common.USER_ERRORS as exc:
         common.show_error(exc, "Not measured")
         return

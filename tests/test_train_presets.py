@@ -79,13 +79,16 @@ def test_expected_time_scales_with_measured_throughput(tmp_path):
     # per epoch wall second, validation included, i.e. consistent with preview.epoch_estimate
     calls = []
 
-    def fake_probe(model, params, batch_size, precision, training=True, crop=0):
-        calls.append((model, batch_size, precision, training))
+    def fake_probe(model, params, batch_size, precision, training=True, augment=None):
+        calls.append((model, batch_size, precision, training, augment))
         return 0.5 if training else 0.2
 
     config = quick.config()
     here = P.measure_images_per_second(config, probe=fake_probe)
-    assert calls == [(config.model, config.batch_size, "auto", True), (config.model, preview.EVAL_BATCH, "auto", False)]
+    assert calls == [  # the training probe runs the recipe's augmentation too
+        (config.model, config.batch_size, "auto", True, config.augment),
+        (config.model, preview.EVAL_BATCH, "auto", False, None),
+    ]
     epoch = (P.FER2013_TRAIN // config.batch_size) * 0.5 + math.ceil(P.FER2013_VAL / preview.EVAL_BATCH) * 0.2
     assert epoch == pytest.approx(preview.epoch_estimate(0.5, P.FER2013_TRAIN, config.batch_size, P.FER2013_VAL, 0.2))
     assert here == pytest.approx(P.FER2013_TRAIN / epoch)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fercore.train import TrainConfig, preview
+from fercore.train import Augment, TrainConfig, preview
 
 TINY = {"widths": [16], "depths": [1], "stem_width": 8}
 
@@ -63,6 +63,27 @@ def test_probe_is_positive_finite_and_grows_with_the_batch():
     assert big / 256 < small, "per face, a big batch is cheaper (the per-step overhead is shared)"
     val = preview.probe_seconds_per_step("fernet", TINY, 256, steps=3, warmup=1, training=False)
     assert 0 < val < big, "a validation step (forward only) is cheaper than a training step"
+
+
+def test_training_probe_feeds_fit_through_the_runs_input_pipeline(monkeypatch):
+    """A step is timed as a run takes it: model.fit on batches of the recipe's augmentation (crops
+    included), so a machine where augmentation costs more gets a longer estimate."""
+    import importlib
+
+    dataset = importlib.import_module("fercore.train.dataset")
+    made, real = [], dataset.make_train_dataset
+
+    def spy(images, targets, weights, config, *args, **kwargs):
+        made.append((images.shape, config.augment, config.batch_size))
+        return real(images, targets, weights, config, *args, **kwargs)
+
+    monkeypatch.setattr(dataset, "make_train_dataset", spy)
+    augment = Augment(flip=True, rotation=10.0, shift=0.1, zoom=0.0, brightness=0.0, contrast=0.0, erasing=0.5, crop=40)
+    seconds = preview.probe_seconds_per_step("fernet", TINY, 16, steps=3, warmup=1, augment=augment)
+    assert 0 < seconds < math.inf
+    assert made == [((16 * 4, 48, 48), augment, 16)]  # whole faces in, one batch per probed step
+    preview.probe_seconds_per_step("fernet", TINY, 16, steps=2, warmup=0, training=False)
+    assert len(made) == 1  # a validation step needs no pipeline
 
 
 def test_probe_in_bfloat16_leaves_the_thread_policy_alone():

@@ -155,7 +155,7 @@ def measure_images_per_second(config: TrainConfig, probe: Probe | None = None) -
 
     probe = probe or preview.probe_seconds_per_step
     step = probe(
-        config.model, config.model_params, config.batch_size, config.precision, training=True, crop=config.augment.crop
+        config.model, config.model_params, config.batch_size, config.precision, training=True, augment=config.augment
     )
     val = probe(config.model, config.model_params, preview.EVAL_BATCH, config.precision, training=False)
     return images_per_second(step, val, config.batch_size)

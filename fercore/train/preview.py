@@ -119,40 +119,78 @@ def probe_seconds_per_step(
     steps: int = 4,
     warmup: int = 2,
     training: bool = True,
-    crop: int = 0,
+    augment: Augment | None = None,
 ) -> float:
     """Median seconds of one warm step at ``batch_size`` on this machine, right now.
 
-    ``training``: a training step of the model compiled as a run compiles it (optimizer, loss,
-    precision), on ``crop``-px faces when the recipe trains on crops; else a validation step (forward
-    pass and metrics, whole faces). The first ``warmup`` steps are not timed (tracing, memory
-    allocation). Probes run one at a time in this process."""
+    ``training``: a training step as a run takes it: the model compiled as a run compiles it
+    (optimizer, loss, precision) and fed by ``model.fit`` from the run's input pipeline
+    (:func:`fercore.train.dataset.make_train_dataset`, with the recipe's ``augment``, crops included)
+    on generated faces; a step counts from the end of the one before, so waiting for augmented
+    batches counts, as it does in a run. Else a validation step (forward pass and metrics, whole
+    faces). The first ``warmup`` steps are not timed (tracing, memory allocation, the pipeline
+    filling). Probes run one at a time in this process."""
     if batch_size < 1 or steps < 1 or warmup < 0:
         raise ValueError("batch_size and steps must be ≥ 1, warmup ≥ 0")
     params = check_params(model_name, params)
-    import keras
-
+    augment = augment if augment is not None else Augment.off()
+    config = TrainConfig(
+        model=model_name, model_params=params, batch_size=batch_size, precision=precision, augment=augment, epochs=1
+    )
     from fercore.train.fit import build_for_training
 
-    augment = Augment(crop=crop)  # a recipe on crops trains a model with an open input side
-    config = TrainConfig(
-        model=model_name, model_params=params, batch_size=batch_size, precision=precision, augment=augment
-    )
-    side = crop if training and crop else FACE_SIZE
+    with _PROBE_LOCK, compute_precision(precision):  # restores this thread's policy for its next model
+        model = build_for_training(config)
+        times = (
+            _fit_step_times(model, config, warmup + steps)
+            if training
+            else _eval_step_times(model, config, warmup + steps)
+        )
+    return float(np.median(times[warmup:]))
+
+
+def _fit_step_times(model: Any, config: TrainConfig, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` training steps of ``model.fit`` on generated faces through the
+    run's input pipeline, each from the end of the step before (the first from the start of fit)."""
+    import keras
+
+    from fercore.train.dataset import make_train_dataset
+
     rng = np.random.default_rng(0)
-    x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch_size, side, side, 1)).astype(np.float32))
-    y = keras.ops.convert_to_tensor(np.eye(NUM_CLASSES, dtype=np.float32)[rng.integers(0, NUM_CLASSES, batch_size)])
-    with _PROBE_LOCK:
-        with compute_precision(precision):  # restores this thread's policy for its next model
-            model = build_for_training(config)
-        step = model.train_on_batch if training else model.test_on_batch
-        times = []
-        for i in range(warmup + steps):
-            start = time.perf_counter()
-            step(x, y)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    n = config.batch_size * steps
+    faces = rng.integers(0, 256, (n, FACE_SIZE, FACE_SIZE), dtype=np.uint8)
+    targets = np.eye(NUM_CLASSES, dtype=np.float32)[rng.integers(0, NUM_CLASSES, n)]
+    dataset = make_train_dataset(faces, targets, np.ones(n, np.float32), config)
+    times: list[float] = []
+    marks = [0.0]
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            marks[0] = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            now = time.perf_counter()
+            times.append(now - marks[0])
+            marks[0] = now
+
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepTimer()], shuffle=False)
+    return times
+
+
+def _eval_step_times(model: Any, config: TrainConfig, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` validation steps (``test_on_batch``) on one batch of whole faces."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    n = config.batch_size
+    x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (n, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32))
+    y = keras.ops.convert_to_tensor(np.eye(NUM_CLASSES, dtype=np.float32)[rng.integers(0, NUM_CLASSES, n)])
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.test_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def epoch_estimate(
