@@ -669,6 +669,7 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
     at.number_input(key="train_subset").set_value(3000)
     at.selectbox(key="train_optimizer").set_value("adam")
     at.number_input(key="train_lr").set_value(0.001)
+    at.number_input(key="train_ema").set_value(0.99)  # the weight averages are form fields too
     button(at, "Start training").click().run()
     assert_ok(at)
     assert not errors(at), errors(at)
@@ -678,6 +679,7 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
     try:
         cfg = runs.read_config(run)
         assert cfg["epochs"] == 1 and cfg["subset"] == 3000 and cfg["batch_size"] == 16
+        assert cfg["ema"] == 0.99 and cfg["swa_epochs"] == 0
         at.run()  # the live panel of the starting run: Stop waits until training runs
         assert button(at, "Stop").disabled
 
