@@ -274,10 +274,10 @@ def _train_prepared(
     )
     val_ds = distributable(make_eval_dataset(vx, vy, max(1, 256 // replicas) * replicas), config)
     epoch, offset = divmod(step, spe)
-    if offset and step < total:  # resumed mid-epoch: finish that epoch first
-        end = (epoch + 1) * spe
-        train_ds = distributable(make_train_dataset(tx, ty, tw, config, step, end), config)
-        with _weights_left_raw(model.optimizer):
+    with _weights_left_raw(model.optimizer):
+        if offset and step < total:  # resumed mid-epoch: finish that epoch first
+            end = (epoch + 1) * spe
+            train_ds = distributable(make_train_dataset(tx, ty, tw, config, step, end), config)
             model.fit(
                 train_ds,
                 validation_data=val_ds,
@@ -288,10 +288,9 @@ def _train_prepared(
                 verbose=verbose,
                 shuffle=False,
             )
-        epoch += 1
-    if epoch < config.epochs and not logger.stopped:
-        train_ds = distributable(make_train_dataset(tx, ty, tw, config, epoch * spe, total), config)
-        with _weights_left_raw(model.optimizer):
+            epoch += 1
+        if epoch < config.epochs and not logger.stopped:
+            train_ds = distributable(make_train_dataset(tx, ty, tw, config, epoch * spe, total), config)
             model.fit(
                 train_ds,
                 validation_data=val_ds,
@@ -304,27 +303,10 @@ def _train_prepared(
             )
     if logger.stopped:
         return runs.update_status(run_dir, state="stopped", finished=time.time())
-    if config.swa_epochs:
-        _finish_swa(model, config, run_dir, tx, val_ds, step=logger.step, best=logger.best)
-    if config.ema:
-        _finish_ema(model, config, run_dir, tx, val_ds, step=logger.step, best=logger.best)
+    if config.swa_epochs or config.ema:
+        _finish_average(model, config, run_dir, tx, val_ds, step=logger.step, best=logger.best)
     export_error = export_final(run_dir) if chief else None  # no collectives: the chief's alone
     return runs.update_status(run_dir, state="finished", finished=time.time(), export_error=export_error)
-
-
-def _finish_swa(
-    model: Any, config: TrainConfig, run_dir: Path, images: Any, val_ds: Any, step: int, best: float
-) -> None:
-    """Put the run's mean weights into ``model``, recompute its BatchNorm statistics on the training
-    faces, save it as ``checkpoints/swa.keras`` and record its validation accuracy in the status."""
-    from fercore.train.callbacks import save_checkpoint
-    from fercore.train.swa import averaged_model
-
-    runs.update_status(run_dir, state="averaging")
-    model, count = averaged_model(model, run_dir, images)
-    _, accuracy = model.evaluate(val_ds, verbose=0)
-    save_checkpoint(model, run_dir / runs.SWA, config, config.epochs, step, best)
-    runs.update_status(run_dir, swa_epochs_averaged=count, swa_val_accuracy=float(accuracy))
 
 
 @contextmanager
@@ -332,7 +314,7 @@ def _weights_left_raw(optimizer: Any) -> Iterator[None]:
     """Keras copies an optimizer's moving average (``use_ema``) into the model at the end of every
     ``model.fit`` call; a resumed run calls it twice (the rest of an epoch, then the other epochs),
     and the training must go on from the raw weights. The average stays in the optimizer (and in
-    every checkpoint) until :func:`_finish_ema` takes it."""
+    every checkpoint) until :func:`_finish_average` takes it."""
     optimizer.finalize_variable_values = lambda var_list: None  # shadows the method for the block
     try:
         yield
@@ -340,21 +322,27 @@ def _weights_left_raw(optimizer: Any) -> Iterator[None]:
         del optimizer.finalize_variable_values
 
 
-def _finish_ema(
+def _finish_average(
     model: Any, config: TrainConfig, run_dir: Path, images: Any, val_ds: Any, step: int, best: float
 ) -> None:
-    """Put the optimizer's moving average of the weights into ``model``, recompute its BatchNorm
-    statistics on the training faces (the average's activations are not the last weights'), save it
-    as ``checkpoints/ema.keras`` (what the run exports) and record its validation accuracy."""
+    """Put the run's averaged weights into ``model`` (SWA: the mean of its last epochs; EMA: the
+    optimizer's moving average) with BatchNorm statistics recomputed on the training faces, save it
+    as ``checkpoints/swa.keras`` or ``ema.keras`` (what the run exports) and record its validation
+    accuracy in the status."""
     from fercore.train.callbacks import save_checkpoint
-    from fercore.train.swa import recompute_batch_norm
+    from fercore.train.swa import averaged_model, recompute_batch_norm
 
     runs.update_status(run_dir, state="averaging")
-    model.optimizer.finalize_variable_values(model.trainable_variables)
-    recompute_batch_norm(model, images)
+    if config.swa_epochs:
+        model, count = averaged_model(model, run_dir, images)
+        kind, file, extra = "swa", runs.SWA, {"swa_epochs_averaged": count}
+    else:
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+        recompute_batch_norm(model, images)
+        kind, file, extra = "ema", runs.EMA, {}
     _, accuracy = model.evaluate(val_ds, verbose=0)
-    save_checkpoint(model, run_dir / runs.EMA, config, config.epochs, step, best)
-    runs.update_status(run_dir, ema_val_accuracy=float(accuracy))
+    save_checkpoint(model, run_dir / file, config, config.epochs, step, best)
+    runs.update_status(run_dir, **extra, **{f"{kind}_val_accuracy": float(accuracy)})
 
 
 def _keras_callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
