@@ -639,7 +639,7 @@ def test_train_page_resume_and_restart(tmp_path, monkeypatch):
         new = _fake_run(root, f"run-new{len(calls)}", {"state": "starting", "pid": os.getpid(), "started": time.time()})
         return resume or new
 
-    from fercore.runs import launch as launcher
+    from fercore.train import launch as launcher
 
     monkeypatch.setattr(launcher, "launch_training", fake_launch)
     at = open_page("train")

@@ -113,8 +113,9 @@ def test_json_reports_ece_and_the_models_temperature(small_real_set, tiny_model_
     import shutil
 
     from fercore.data.loader import load_dataset
-    from fercore.evaluation.calibration import apply_temperature, ece, save_temperature
+    from fercore.evaluation.calibration import ece
     from fercore.evaluation.evaluate import evaluate
+    from fercore.inference.temperature import apply_temperature, save_temperature
 
     model = tmp_path / "model.tflite"
     shutil.copy(tiny_model_dir / "model.tflite", model)
@@ -241,7 +242,7 @@ def test_stratified_folds_partition_each_class(class_folder):
 def test_fit_temperature_cli_writes_the_side_file(class_folder, tiny_model_dir, tmp_path):
     import shutil
 
-    from fercore.evaluation.calibration import saved_temperature
+    from fercore.inference.temperature import saved_temperature
 
     model = tmp_path / "m" / "model.tflite"
     model.parent.mkdir()

@@ -218,7 +218,7 @@ def test_the_graph_sees_imports_inside_functions_relative_and_dynamic_imports():
     )  # importlib.import_module(f"fercore.inference.detectors.…")
     assert "fercore.inference.classify" in graph["fercore.inference.pipeline"]
     assert "fercore.labels" in graph["fercore"]
-    assert "fercore.train.__main__" in graph["fercore.runs.launch"]  # the launcher imports what it starts
+    assert "fercore.train.__main__" in graph["fercore.train.launch"]  # the launcher imports what it starts
 
 
 def test_fercore_has_no_import_cycle():
@@ -226,6 +226,20 @@ def test_fercore_has_no_import_cycle():
     assert len(graph) > 20
     cycle = _find_cycle(graph)
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+
+
+def test_run_folders_and_scoring_stay_in_their_floors():
+    """``fercore.runs`` (run directories) is imported by training and read by pages, and imports only
+    the ground floor; scoring (``fercore.evaluation``) sits above what it scores, so serving never
+    reaches up into it (a model's temperature is :mod:`fercore.inference.temperature`'s)."""
+    graph, _ = _import_graph()
+    ground = {"fercore.paths", "fercore.labels", "fercore.types"}
+    up = [f"{m} → {t}" for m, ts in graph.items() if m.startswith("fercore.runs") for t in ts
+          if not t.startswith("fercore.runs") and t not in ground]  # fmt: skip
+    below_scoring = ("fercore.inference", "fercore.models", "fercore.data", "fercore.runs")
+    up += [f"{m} → {t}" for m, ts in graph.items() if m.startswith(below_scoring) for t in ts
+           if t.startswith("fercore.evaluation")]  # fmt: skip
+    assert not up, "imports that run back up: " + ", ".join(sorted(up))
 
 
 def test_no_core_module_imports_ui_cli_or_training_code():

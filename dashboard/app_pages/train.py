@@ -12,8 +12,8 @@ import train_views as views
 
 from fercore import runs
 from fercore.data import locations
-from fercore.runs import launch as launcher
 from fercore.train import TrainConfig, init_from_choices, preview
+from fercore.train import launch as launcher
 
 st.title("Train")
 RUNS = runs.default_runs_dir()

@@ -1,1 +1,1 @@
-"""Scoring models: accuracy and per-class metrics, comparisons, calibration (temperature, ECE)."""
+"""Scoring models: accuracy and per-class metrics, comparisons, calibration (ECE, fitting a temperature)."""

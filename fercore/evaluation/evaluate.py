@@ -12,17 +12,10 @@ from typing import Any
 import numpy as np
 
 from fercore.data.loader import Dataset, align_votes, load_ferplus_votes
-from fercore.evaluation.calibration import (
-    apply_temperature,
-    ece,
-    fit_temperature,
-    nll,
-    reliability,
-    save_temperature,
-    saved_temperature,
-)
+from fercore.evaluation.calibration import ece, fit_temperature, nll, reliability
 from fercore.inference.classify import Backend
 from fercore.inference.preprocess import to_model_input
+from fercore.inference.temperature import apply_temperature, save_temperature, saved_temperature
 from fercore.labels import EMOTIONS, NUM_CLASSES
 from fercore.models.ensemble import TTA_VIEWS, EnsembleBackend, load_tier, resolve_tier, view_batch, view_mean
 

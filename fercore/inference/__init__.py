@@ -1,2 +1,2 @@
-"""From an image to labelled faces: decoding, detection, crops, classification, tracking, drawing,
-video and live streams."""
+"""From an image to labelled faces: decoding, detection, crops, classification (with the model's
+temperature), tracking, drawing, video and live streams."""

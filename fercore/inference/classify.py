@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fercore.evaluation.calibration import apply_temperature, saved_temperature
 from fercore.inference.preprocess import to_model_input
+from fercore.inference.temperature import apply_temperature, saved_temperature
 from fercore.labels import EMOTIONS
 from fercore.paths import MODELS_DIR
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from fercore.evaluation.calibration import saved_temperature
 from fercore.inference.classify import Backend, EmotionClassifier, default_model_path, load_backend
 from fercore.inference.preprocess import FACE_SIZE
+from fercore.inference.temperature import saved_temperature
 from fercore.labels import NUM_CLASSES
 from fercore.paths import MODELS_DIR
 

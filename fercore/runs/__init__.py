@@ -1,6 +1,6 @@
 """Run directories: their files (:mod:`.files`, the only place that knows their names), who owns
-a run and the one-training-at-a-time lock (:mod:`.owner`), what a run says to readers
-(:mod:`.view`) and starting a training in the background (:mod:`.launch`)."""
+a run and the one-training-at-a-time lock (:mod:`.owner`), and what a run says to readers
+(:mod:`.view`). Starting a training in the background is :mod:`fercore.train.launch`'s."""
 
 from fercore.runs.files import (
     ACTIVE_STATES,

@@ -11,7 +11,7 @@ One training at a time per runs folder: while another one runs, this exits with 
 out of its declared bounds is a one-line error (exit 2) before anything is written.
 
 This is the training entry point: ``python -m training.train`` calls :func:`main`, and the Train page's
-launcher (:mod:`fercore.runs.launch`) starts this module with ``--launched`` on the run it prepared.
+launcher (:mod:`fercore.train.launch`) starts this module with ``--launched`` on the run it prepared.
 """
 
 from __future__ import annotations
