@@ -45,7 +45,10 @@ def test_presets_file_and_recipes_agree():
         # the figures are null until measured, else positive numbers measured together
         assert (entry["wall_minutes"] is None) == (entry["train_images_per_s"] is None), name
     quick, standard = P.load_preset("quick").config(), P.load_preset("standard").config()
-    assert standard.epochs > quick.epochs and replace(standard, epochs=quick.epochs) == quick  # quick, run longer
+    # standard is quick's recipe run longer, at batch 64 with the same weight decay per epoch (pilot p8)
+    p8 = {"epochs": quick.epochs, "batch_size": quick.batch_size, "weight_decay": quick.weight_decay}
+    assert standard.epochs > quick.epochs and replace(standard, **p8) == quick
+    assert standard.batch_size * 2 == quick.batch_size and standard.weight_decay * 2 == quick.weight_decay
 
 
 def test_unknown_preset_and_bad_figures_are_refused(tmp_path):
