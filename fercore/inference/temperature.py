@@ -17,9 +17,16 @@ from typing import Any
 import numpy as np
 
 CALIBRATION_FILE = "calibration.json"
-# Probabilities are floored here before taking logs: an int8 softmax rounds anything below 1/512
-# to 0, and log(0) would let those faces decide the temperature alone.
+# Probabilities are floored before taking logs (here, and when fitting T): an int8 softmax rounds
+# anything below 1/512 to 0, and log(0) would let those faces decide the temperature alone.
 PROB_FLOOR = 1e-4
+
+
+def _checked(temperature: float, where: str = "") -> float:
+    """``temperature`` when it is a finite positive number, else one clear error (prefixed by ``where``)."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"{where}temperature must be a positive number, got {temperature}")
+    return temperature
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -31,8 +38,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(log p / T): rescales probabilities (e.g. a LiteRT model's softmax output) by ``T``;
     T = 1 returns them unchanged, T > 1 softens, T < 1 sharpens. Keeps the dtype float32."""
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    _checked(temperature)
     probs = np.asarray(probs)
     if temperature == 1.0 or probs.size == 0:
         return probs.astype(np.float32, copy=False)
@@ -57,9 +63,7 @@ def load_calibration(model_path: str | Path) -> dict[str, Any]:
         t = float(record["temperature"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{file}: unreadable calibration file ({exc})") from None
-    if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"{file}: temperature must be a positive number, got {t}")
-    return {**record, "temperature": t}
+    return {**record, "temperature": _checked(t, f"{file}: ")}
 
 
 def saved_temperature(model_path: str | Path, tta: bool = False) -> float:
@@ -82,8 +86,7 @@ def saved_temperature(model_path: str | Path, tta: bool = False) -> float:
 def save_temperature(model_path: str | Path, temperature: float, **info: Any) -> Path:
     """Write ``calibration.json`` beside ``model_path`` with the temperature and what it was
     fitted on (``fitted_on``, ``ece_before``, ``ece_after``, … as given)."""
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    _checked(temperature)
     file = calibration_file(model_path)
     file.write_text(json.dumps({"temperature": float(temperature), **info}, indent=2) + "\n")
     return file
