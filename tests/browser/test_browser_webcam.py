@@ -35,6 +35,7 @@ pytestmark = pytest.mark.browser
 
 PHOTO = shared_data_dir() / "photos" / "astronaut.png"
 MIN_FRAMES = 50
+MAX_DROPS = 2  # connections that drop before the first frame and are started again (printed)
 PORT = 8765  # inside a fresh namespace every port is free
 
 GRAB_FRAME_JS = """(v) => {
@@ -136,6 +137,35 @@ def check_recording(page, tmp_path: Path) -> None:
     assert not page_errors(page), page_errors(page)
 
 
+def frames_processed(page) -> int:
+    m = re.search(r"frames processed: (\d+)", page.inner_text("body"))
+    return int(m.group(1)) if m else 0
+
+
+def start_and_count_frames(page, frame, console: list[str], seconds: float = 120.0) -> tuple[int, int]:
+    """Press START and wait for MIN_FRAMES processed frames; returns (frames, drops).
+
+    streamlit-webrtc's player stops for good on the first ICE "disconnected", even a transient one,
+    and shows START again. A user then presses START again, and so does this test, at most MAX_DROPS
+    times and only while no frame has been processed (each drop is counted, printed and logged with
+    timestamps on both sides): frames that stop flowing after the first one still fail the test."""
+    start = frame.get_by_role("button", name=re.compile("^start$", re.I))
+    start.click(timeout=30_000)
+    frames, drops, deadline = 0, 0, time.time() + seconds
+    while time.time() < deadline:
+        frames = frames_processed(page)
+        if frames >= MIN_FRAMES:
+            break
+        dropped = sum("connectionstatechange disconnected" in line for line in console) > drops
+        if frames == 0 and dropped and drops < MAX_DROPS and start.is_visible():
+            drops += 1
+            print(f"\nwebcam: the connection dropped before the first frame (drop {drops}); START again")
+            console.append(f"--- START pressed again after drop {drops} ---")
+            start.click(timeout=30_000)
+        time.sleep(0.5)
+    return frames, drops
+
+
 def test_webcam_processes_frames_and_draws_labels(tmp_path):
     skip_unless_browser(need_root=True)
     if not Path(default_model_path()).exists():
@@ -152,6 +182,7 @@ def test_webcam_processes_frames_and_draws_labels(tmp_path):
             server_env(FER_RUNS=str(tmp_path / "runs"), FER_CACHE=str(tmp_path / "cache")),
             tmp_path / "streamlit.log",
             netns=name,
+            debug_loggers=("streamlit_webrtc",),  # a dropped connection says who dropped it
         )
         try:
             server.wait_healthy(timeout=90)
@@ -168,24 +199,18 @@ def test_webcam_processes_frames_and_draws_labels(tmp_path):
                 try:
                     page = browser.new_page(viewport={"width": 1400, "height": 1100})
                     console: list[str] = []
-                    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+                    t0 = time.time()
+                    page.on("console", lambda msg: console.append(f"{time.time() - t0:7.2f} s {msg.type}: {msg.text}"))
                     # localhost: a secure context, so the camera is allowed
                     open_app(page, f"{server.url}/webcam", timeout=60, server=server)
                     assert not page_errors(page), page_errors(page)
                     # a deep link on a fresh server goes through the app's navigation
                     assert page.get_by_role("link", name="Home").count() >= 1
                     frame = page.frame_locator('iframe[data-testid="stCustomComponentV1"]').first
-                    frame.get_by_role("button", name=re.compile("start", re.I)).click(timeout=30_000)
-                    frames, deadline = 0, time.time() + 120
-                    while time.time() < deadline:
-                        m = re.search(r"frames processed: (\d+)", page.inner_text("body"))
-                        frames = int(m.group(1)) if m else 0
-                        if frames >= MIN_FRAMES:
-                            break
-                        time.sleep(0.5)
-                    print(f"\nwebcam: {frames} frames processed")
+                    frames, drops = start_and_count_frames(page, frame, console)
+                    print(f"\nwebcam: {frames} frames processed; connection dropped {drops} time(s) before a frame")
                     assert frames >= MIN_FRAMES, (
-                        f"only {frames} frames processed\n{player_state(frame, console)}\n"
+                        f"only {frames} frames processed, {drops} drop(s)\n{player_state(frame, console)}\n"
                         f"server log:\n{server.log_text()}"
                     )
                     # the page reports the face; the returned video shows its box and label tag
