@@ -29,7 +29,7 @@ OPTIONS = options(TrainConfig)
 # the recipe settings of the form, under "Advanced" (the dataset and subset size are above it: they choose
 # what a preset trains on, not how)
 FIELDS = ["model", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing", "warmup_epochs"]
-FIELDS += ["weight_decay", "export_checkpoint", "class_weights", "precision", "swa_epochs", "ema"]
+FIELDS += ["weight_decay", "export_checkpoint", "class_weights", "precision", "swa_epochs", "lr_floor", "ema"]
 RANDOM_INIT = "(random initialisation)"
 PARAMS_HELP = "Keyword arguments of the architecture (a JSON object); defaults: " + "; ".join(
     f"{m}: `{json.dumps(preview.builder_params(m))}`" for m in OPTIONS["model"].choices

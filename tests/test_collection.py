@@ -194,7 +194,9 @@ def test_local_collection_resumes_nothing_twice(videos, reference, tmp_path):
     assert bad["frames"] == 0 and "not a readable video" in bad["error"]
     good = summary[summary["error"] == ""]
     assert list(good["frames"]) == [64, 100, 160] and list(good["frames_analysed"]) == [64, 100, 160]
-    assert (good["tracks"] >= 1).all() and np.allclose(good[[c for c in SUMMARY_COLUMNS if "share_" in c]].sum(1), 1)
+    assert (good["tracks"] >= 1).all() and np.allclose(
+        good[[c for c in SUMMARY_COLUMNS if "share_" in c]].sum(axis=1), 1
+    )
     assert json.loads((reference / "summary.json").read_text())[0]["video"].endswith("alpha.mp4")
     assert_complete(reference)
     # track ids are per video and unique: one new id per segment edge the face crosses, at most

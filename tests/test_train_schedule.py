@@ -83,3 +83,43 @@ def test_linear_schedule_warms_up_then_falls_straight_to_zero():
     assert values[2] == pytest.approx(0.1)  # the peak at the end of warm-up
     assert values[3] == pytest.approx(0.05)  # halfway down the line
     assert values[4] == pytest.approx(0.0) and values[5] == pytest.approx(0.0)
+
+
+def test_linear_schedule_with_a_floor_ends_where_averaging_starts_and_holds():
+    from fercore.train.config import TrainConfig
+    from fercore.train.schedule import make_schedule
+
+    # 10 epochs of 10 steps, the last 4 averaged: the line reaches 0.2 × lr at step 60 and stays there
+    config = TrainConfig(schedule="linear", lr=0.1, epochs=10, warmup_epochs=1.0, swa_epochs=4, lr_floor=0.2)
+    lr = make_schedule(config, steps_per_epoch=10)
+    values = {s: float(lr(s)) for s in (0, 10, 35, 60, 80, 99, 150)}
+    assert values[0] == pytest.approx(0.01) and values[10] == pytest.approx(0.1)
+    assert values[35] == pytest.approx(0.06)  # halfway from the peak (step 10) to the floor (step 60)
+    assert values[60] == values[80] == values[99] == values[150] == pytest.approx(0.02)
+    # without SWA the line ends at the floor on the last step
+    plain = make_schedule(TrainConfig(schedule="linear", lr=0.1, epochs=10, warmup_epochs=1.0, lr_floor=0.2), 10)
+    assert float(plain(55)) == pytest.approx(0.06) and float(plain(100)) == pytest.approx(0.02)
+
+
+def test_a_linear_schedule_saved_before_the_floor_existed_loads_as_the_line_to_zero():
+    from fercore.train.linear_schedule import WarmupLinearDecay
+
+    old = WarmupLinearDecay.from_config({"peak": 0.1, "warmup_steps": 10, "total_steps": 110})
+    assert old.floor == 0.0 and old.end_step == 110
+    assert float(old(60)) == pytest.approx(0.05) and float(old(110)) == pytest.approx(0.0)
+    again = WarmupLinearDecay.from_config(WarmupLinearDecay(0.1, 10, 110, floor=0.3, end_step=60).get_config())
+    assert float(again(35)) == pytest.approx(0.065) and float(again(100)) == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"schedule": "cosine", "lr_floor": 0.1}, "lr_floor shapes the linear schedule"),
+        ({"schedule": "linear", "lr_floor": 1.0}, "lr_floor"),
+    ],
+)
+def test_a_floor_outside_the_linear_schedule_or_range_is_refused(changes, message):
+    from fercore.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**changes)

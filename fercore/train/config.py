@@ -102,6 +102,14 @@ class TrainConfig:
         SCHEDULES,
     )
     warmup_epochs: float = _opt(2.0, "linear warm-up from lr/10", "Warm-up epochs", minimum=0.0, maximum=100.0)
+    lr_floor: float = _opt(
+        0.0,
+        "linear only: the rate falls to this fraction of lr (at the first SWA epoch, else at the end) "
+        "and holds it; 0 = straight to zero",
+        "LR floor",
+        minimum=0.0,
+        maximum=0.99,
+    )
     label_smoothing: float = _opt(
         0.1, "label smoothing of the cross-entropy", "Label smoothing", minimum=0.0, maximum=0.5
     )
@@ -174,6 +182,8 @@ class TrainConfig:
             raise ValueError("swa_epochs needs the default strategy (the mean is kept on one machine)")
         if self.ema and self.strategy != "default":
             raise ValueError("ema needs the default strategy (the average is finished on one machine)")
+        if self.lr_floor and self.schedule != "linear":
+            raise ValueError(f"lr_floor shapes the linear schedule, not {self.schedule!r}")
         if self.ema and self.swa_epochs:
             raise ValueError("choose one weight average: ema or swa_epochs, not both")
 

@@ -29,8 +29,13 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int) -> Any:
     warm = int(config.warmup_epochs * steps_per_epoch)
     if config.schedule == "linear":
         from fercore.train.linear_schedule import WarmupLinearDecay
+        from fercore.train.swa import first_averaged_epoch
 
-        return WarmupLinearDecay(float(config.lr), warm, total)
+        if not config.lr_floor:
+            return WarmupLinearDecay(float(config.lr), warm, total)
+        # the line ends where weight averaging starts (the last step without it), then holds the floor
+        end = (first_averaged_epoch(config) - 1) * steps_per_epoch
+        return WarmupLinearDecay(float(config.lr), warm, total, floor=config.lr_floor, end_step=end)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.lr * 0.1,
         decay_steps=max(1, total - warm),
