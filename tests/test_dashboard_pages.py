@@ -669,7 +669,9 @@ def test_train_page_starts_a_run_shows_metrics_and_stop_ends_it(fer_dir, tmp_pat
     at.number_input(key="train_subset").set_value(3000)
     at.selectbox(key="train_optimizer").set_value("adam")
     at.number_input(key="train_lr").set_value(0.001)
-    at.number_input(key="train_ema").set_value(0.99)  # the weight averages are form fields too
+    # the weight averages are form fields too: EMA instead of the preset's SWA (one or the other)
+    at.number_input(key="train_swa_epochs").set_value(0)
+    at.number_input(key="train_ema").set_value(0.99)
     button(at, "Start training").click().run()
     assert_ok(at)
     assert not errors(at), errors(at)
