@@ -31,10 +31,9 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int) -> Any:
         from fercore.train.linear_schedule import WarmupLinearDecay
         from fercore.train.swa import first_averaged_epoch
 
-        if not config.lr_floor:
-            return WarmupLinearDecay(float(config.lr), warm, total)
-        # the line ends where weight averaging starts (the last step without it), then holds the floor
-        end = (first_averaged_epoch(config) - 1) * steps_per_epoch
+        # with a floor the line ends where weight averaging starts (the last step without it) and holds;
+        # without one it runs to zero at the last step, averaging or not
+        end = (first_averaged_epoch(config) - 1) * steps_per_epoch if config.lr_floor else total
         return WarmupLinearDecay(float(config.lr), warm, total, floor=config.lr_floor, end_step=end)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.lr * 0.1,

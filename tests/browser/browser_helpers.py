@@ -63,10 +63,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def streamlit_cmd(port: int, address: str = "127.0.0.1") -> list[str]:
+# ``python -c DEBUG_LAUNCHER loggers streamlit run APP …``: Streamlit's own CLI, the named loggers at DEBUG
+DEBUG_LAUNCHER = """import logging, runpy, sys
+h = logging.StreamHandler()
+h.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+for name in sys.argv[1].split(","):
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(h)
+    logger.propagate = False
+sys.argv = sys.argv[2:]
+runpy.run_module("streamlit", run_name="__main__")
+"""
+
+
+def streamlit_cmd(port: int, address: str = "127.0.0.1", debug_loggers: tuple[str, ...] = ()) -> list[str]:
+    """``streamlit run`` of the app; with ``debug_loggers``, through DEBUG_LAUNCHER (the same CLI)."""
+    entry = [sys.executable, "-c", DEBUG_LAUNCHER, ",".join(debug_loggers)] if debug_loggers else [sys.executable, "-m"]
     return [
-        sys.executable,
-        "-m",
+        *entry,
         "streamlit",
         "run",
         str(APP),
@@ -83,20 +98,6 @@ def streamlit_cmd(port: int, address: str = "127.0.0.1") -> list[str]:
     ]
 
 
-# ``python -c DEBUG_LAUNCHER loggers run APP …``: Streamlit's own CLI, with the named loggers at DEBUG
-DEBUG_LAUNCHER = """import logging, runpy, sys
-h = logging.StreamHandler()
-h.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-for name in sys.argv[1].split(","):
-    logger = logging.getLogger(name)
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(h)
-    logger.propagate = False
-sys.argv = ["streamlit", *sys.argv[2:]]
-runpy.run_module("streamlit", run_name="__main__")
-"""
-
-
 class Server:
     """A Streamlit server process (optionally inside a network namespace), its log in a file."""
 
@@ -104,9 +105,8 @@ class Server:
         self, port: int, env: dict[str, str], log: Path, netns: str | None = None, debug_loggers: tuple[str, ...] = ()
     ):
         self.port, self.netns, self.log = port, netns, log
-        cmd = streamlit_cmd(port, "0.0.0.0" if netns else "127.0.0.1")
-        if debug_loggers:  # the same server, with these libraries' debug lines (timestamped) in its log
-            cmd = [sys.executable, "-c", DEBUG_LAUNCHER, ",".join(debug_loggers), *cmd[3:]]
+        # with debug_loggers, these libraries' debug lines (timestamped) go to the log too
+        cmd = streamlit_cmd(port, "0.0.0.0" if netns else "127.0.0.1", debug_loggers)
         if netns:
             cmd = ["ip", "netns", "exec", netns, *cmd]
         self._log = open(log, "wb")  # noqa: SIM115 - open for the server's lifetime, closed in stop()

@@ -234,8 +234,7 @@ def test_webcam_processes_frames_and_draws_labels(tmp_path):
                     check_calibration(page)
                     check_recording(page, tmp_path)
                     save_screenshot(page, SCREENSHOTS / "webcam.png", max_height=1600)
-                    m = re.search(r"frames processed: (\d+)", page.inner_text("body"))
-                    print(f"webcam: {m.group(1) if m else '?'} frames processed in total")
+                    print(f"webcam: {frames_processed(page)} frames processed in total")
                     # the readout re-renders every second and moves the player a little: under load it
                     # takes longer to hold still for the click
                     frame.get_by_role("button", name=re.compile("stop", re.I)).click(timeout=45_000)
