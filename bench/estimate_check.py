@@ -3,12 +3,13 @@
     python bench/estimate_check.py --config training/configs/quick.json [--subset 5000] [--epochs 2]
     ONEDNN_MAX_CPU_ISA=AVX2 python bench/estimate_check.py ...   # what an AVX2-only laptop gets
     python bench/estimate_check.py --config training/configs/default.json --no-run  # the estimate only
+    python bench/estimate_check.py --config training/configs/standard.json --epochs 2 --crop-epochs 1  # both sides
 
 Probes the recipe's model as the form does (``fercore.train.preview.probe_seconds_per_step`` for a
 training and a validation step at the config's precision), turns the probe into the form's estimate
-(``epoch_estimate`` × epochs), then trains the same config for real through ``fercore.train.fit``
-and prints the estimate against the time the run's epochs took (``metrics.csv``), the whole run's wall and
-CPU time, the precision and the load average.
+(``run_estimate``: each input side's epochs, crops first, at that side's probed step), then trains the
+same config for real through ``fercore.train.fit`` and prints the estimate against the time the run's
+epochs took (``metrics.csv``), the whole run's wall and CPU time, the precision and the load average.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--subset", type=int, default=5000)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--crop-epochs", type=int, default=None, help="the check run's crop_epochs (default: the recipe's)")
     p.add_argument("--no-run", action="store_true", help="print the estimates only, train nothing")
     args = p.parse_args(argv)
 
@@ -41,15 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     recipe = json.loads(Path(args.config).read_text())
     whole = TrainConfig.from_dict(recipe)
     precision = resolve_precision(whole.precision)
-    # one probe serves both estimates: the check run differs from the recipe only in its faces and epochs
-    step = preview.probe_seconds_per_step(
-        whole.model, whole.model_params, whole.batch_size, whole.precision, augment=whole.augment
-    )
+    # one probe per input side serves both estimates: the check run differs only in its faces and epochs
+    steps = {
+        side: preview.probe_seconds_per_step(
+            whole.model,
+            whole.model_params,
+            whole.batch_size,
+            whole.precision,
+            augment=replace(whole.augment, crop=side),
+        )
+        for side in {0, whole.augment.crop}
+    }
     val_step = preview.probe_seconds_per_step(
         whole.model, whole.model_params, preview.EVAL_BATCH, whole.precision, training=False
     )
     w_train, w_val = preview.training_images(whole)
-    w_estimate = whole.epochs * preview.epoch_estimate(step, w_train, whole.batch_size, w_val, val_step)
+    w_estimate = preview.run_estimate(whole, steps, w_train, w_val, val_step)
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "(unset)")
     print(
         f"{Path(args.config).name} as written ({w_train} training + {w_val} validation faces, {whole.epochs} "
@@ -57,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.no_run:
         return 0
-    config = TrainConfig.from_dict({**recipe, "subset": args.subset, "epochs": args.epochs})
+    check = {"subset": args.subset, "epochs": args.epochs}
+    if args.crop_epochs is not None:
+        check["crop_epochs"] = args.crop_epochs
+    config = TrainConfig.from_dict({**recipe, **check})
     n_train, n_val = preview.training_images(config)
-    estimate = config.epochs * preview.epoch_estimate(step, n_train, config.batch_size, n_val, val_step)
+    estimate = preview.run_estimate(config, steps, n_train, n_val, val_step)
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
         run_dir = Path(tmp) / "runs" / "check"

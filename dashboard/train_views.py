@@ -30,6 +30,7 @@ OPTIONS = options(TrainConfig)
 # what a preset trains on, not how)
 FIELDS = ["model", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing", "warmup_epochs"]
 FIELDS += ["weight_decay", "export_checkpoint", "class_weights", "precision", "swa_epochs", "lr_floor", "ema"]
+FIELDS += ["crop_epochs"]
 RANDOM_INIT = "(random initialisation)"
 PARAMS_HELP = "Keyword arguments of the architecture (a JSON object); defaults: " + "; ".join(
     f"{m}: `{json.dumps(preview.builder_params(m))}`" for m in OPTIONS["model"].choices
@@ -163,14 +164,19 @@ def _augment_json(augment: Any) -> str:
     return json.dumps(values, sort_keys=True)
 
 
-def _preset_key(config: TrainConfig) -> tuple[str, str, int, str, str]:
-    return (
-        config.model,
-        json.dumps(config.model_params, sort_keys=True),
-        config.batch_size,
-        resolve_precision(config.precision),
-        _augment_json(config.augment),
-    )
+ProbeArgs = tuple[str, str, int, str, str]  # architecture, its parameters (JSON), batch, precision, augmentation (JSON)
+
+
+def side_probes(config: TrainConfig, name: str = "", params_json: str = "") -> dict[int, ProbeArgs]:
+    """The probe arguments of each input side ``config`` trains on (crop px, 0 = whole faces: a recipe with
+    ``crop_epochs`` has two); ``name``/``params_json``: the architecture if not the config's own."""
+    params_json = params_json or json.dumps(config.model_params, sort_keys=True)
+    precision = resolve_precision(config.precision)
+    return {
+        side: (name or config.model, params_json, config.batch_size, precision,
+               _augment_json(replace(config.augment, crop=side)))
+        for side in config.epochs_per_crop()
+    }  # fmt: skip
 
 
 def preset_cards() -> None:
@@ -185,13 +191,15 @@ def preset_cards() -> None:
             col.error(f"{preset.label}: {preset.config_file.name} is unreadable ({exc})", icon=":material/error:")
             continue
         top1 = f"{preset.top1:.2%}" if preset.top1 is not None else "not measured yet"
-        speed = _speeds().get(_probe_key(*_preset_key(config)))
+        speeds = {side: _speeds().get(_probe_key(*args)) for side, args in side_probes(config).items()}
         if not preset.measured:
             time_text = "not measured yet"
-        elif speed is None:
+        elif any(speed is None for speed in speeds.values()):
             time_text = f"{runs.fmt_duration(preset.wall_minutes * 60)} on the reference machine; measure this one"  # type: ignore[operator]
         else:
-            here = recipes.images_per_second(speed[0], speed[1], config.batch_size)
+            steps = {side: speed[0] for side, speed in speeds.items()}  # type: ignore[index]
+            val_step = next(iter(speeds.values()))[1]  # type: ignore[index]
+            here = recipes.images_per_second(config, steps, val_step)
             minutes = preset.expected_minutes(here) or 0.0
             time_text = f"≈ {runs.fmt_duration(minutes * 60)} here ({here:,.0f} images/s)"
         with col.container(border=True):
@@ -200,12 +208,15 @@ def preset_cards() -> None:
             if preset.reference:
                 st.caption(preset.reference)
     waiting = [p for p in shown.values() if p.measured and p.config_file.is_file()]
-    waiting = [p for p in waiting if _speeds().get(_probe_key(*_preset_key(p.config()))) is None]
+    waiting = [
+        p for p in waiting if any(_speeds().get(_probe_key(*a)) is None for a in side_probes(p.config()).values())
+    ]
     tip = "times a few training steps of each preset's model, now (loads TensorFlow once)"
     if waiting and st.button("Measure this machine's speed", key="train_measure_presets", help=tip):
         for preset in waiting:
             try:
-                probe(*_preset_key(preset.config()))
+                for args in side_probes(preset.config()).values():
+                    probe(*args)
             except common.USER_ERRORS as exc:
                 common.show_error(exc, f"{preset.label}: not measured")
         st.rerun()
@@ -294,9 +305,8 @@ def model_preview(config: dict[str, Any]) -> None:
     cols[0].metric("Parameters", f"{summary.total_params:,}", help=f"{summary.trainable_params:,} trainable")
     cols[1].metric("FLOPs per face", f"{summary.flops / 1e6:,.1f} M", help="multiply-adds × 2, forward pass")
     cols[2].metric("Layers", len(summary.layers))
-    batch, bf16 = int(config["batch_size"]), resolve_precision(config["precision"])
-    augment_json = _augment_json(config.get("augment"))
-    key = _probe_key(name, params_json, batch, bf16, augment_json)
+    sides = side_probes(TrainConfig.from_dict(config), name, params_json)
+    key = " + ".join(_probe_key(*args) for args in sides.values())
     probed: set[str] = st.session_state.setdefault(PROBED, set())
     if cols[3].button(
         "Measure time per epoch",
@@ -306,16 +316,15 @@ def model_preview(config: dict[str, Any]) -> None:
     ):
         probed.add(key)
     if key in probed:
-        _estimate(cols[3], config, name, params_json, batch, bf16, augment_json)
+        _estimate(cols[3], config, sides)
     st.dataframe(summary.rows(), hide_index=True, height=min(400, 38 + 35 * len(summary.layers)))
 
 
-def _estimate(
-    where: Any, config: dict[str, Any], name: str, params_json: str, batch: int, bf16: str, augment_json: str
-) -> None:
-    """Time per epoch (and for the whole run) from the probe, scaled to the config's training images."""
+def _estimate(where: Any, config: dict[str, Any], sides: dict[int, ProbeArgs]) -> None:
+    """Time per epoch (and for the whole run) from the probes (one per input side the run trains on),
+    scaled to the config's training images."""
     try:
-        step, val_step, load = probe(name, params_json, batch, bf16, augment_json)
+        probes = {side: probe(*args) for side, args in sides.items()}
     except common.USER_ERRORS as exc:
         common.show_error(exc, "Not measured")
         return
@@ -325,20 +334,28 @@ def _estimate(
             images = _images(json.dumps(config, sort_keys=True), common.file_key(Path(config["data"])))
         except common.USER_ERRORS as exc:
             common.show_error(exc, "Dataset")
-    precision = bf16
+    *_, (step, val_step, load) = probes.values()  # the last side: what the run ends on (whole faces)
+    batch, precision = int(config["batch_size"]), next(iter(sides.values()))[3]
     when = f"Measured at a load average of {load:.1f} on {os.cpu_count()} cores (other work slows training alike)"
     if images is None:
         where.metric("Per 1,000 training images", runs.fmt_duration(step * 1000 / batch))
         st.caption(f"{step:.3f} s per step of {batch} ({precision}); no readable dataset to count the images. {when}.")
         return
     n_train, n_val = images
+    cfg = TrainConfig.from_dict(config)
     epoch = preview.epoch_estimate(step, n_train, batch, n_val, val_step)
+    total = preview.run_estimate(cfg, {side: p[0] for side, p in probes.items()}, n_train, n_val, val_step)
     where.metric("Time per epoch", f"≈ {runs.fmt_duration(epoch)}", help="training steps + validation")
+    crops = "".join(
+        f" The first {n} epochs train on {side}×{side} crops: {probes[side][0]:.3f} s per step."
+        for side, n in cfg.epochs_per_crop().items()
+        if side
+    )
     st.caption(
         f"{n_train:,} training images → {steps_per_epoch(n_train, batch):,} steps × {step:.3f} s ({batch} per step, "
-        f"{precision}) + validation of {n_val:,} images; {config['epochs']} epochs ≈ "
-        f"{runs.fmt_duration(epoch * int(config['epochs']))}. {when}, on random inputs held in memory: data "
-        "loading and augmentation are not timed."
+        f"{precision}) + validation of {n_val:,} images; {config['epochs']} epochs ≈ {runs.fmt_duration(total)}."
+        f"{crops} {when}, on generated faces held in memory through the run's augmentation: reading the dataset "
+        "is not timed."
     )
 
 

@@ -501,7 +501,7 @@ def test_train_page_presets_show_expected_figures_scaled_to_this_machine(tmp_pat
         ("fernet", quick.model_params, quick.batch_size, True),
         ("fernet", quick.model_params, 256, False),
     ]
-    here = presets.images_per_second(0.0123, 0.0045, quick.batch_size)
+    here = presets.images_per_second(quick, {0: 0.0123}, 0.0045)
     minutes = 10 * 400 / here
     assert f"≈ {runs_fmt(minutes * 60)} here ({here:,.0f} images/s)" in texts(at)
 

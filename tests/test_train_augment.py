@@ -95,3 +95,45 @@ def test_a_pipeline_started_mid_run_yields_the_same_batches():
     for a, b in zip(full[3:], tail, strict=True):
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+def test_crop_epochs_train_crops_first_then_whole_faces_of_the_same_draws():
+    """crop_epochs=2 of 3: the first two epochs' batches are the centre 40×40 of what whole-face
+    training would draw at those steps, the third epoch is whole faces; a pipeline started in either
+    phase yields the same batches."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (64, 48, 48)).astype(np.uint8)
+    targets = np.eye(7, dtype=np.float32)[np.arange(64) % 7]
+    weights = np.ones(64, np.float32)
+    aug = Augment(**{**OFF, "flip": True, "shift": 0.1, "crop": 40})
+    cfg = TrainConfig(batch_size=16, epochs=3, augment=aug, crop_epochs=2)
+    whole = TrainConfig(batch_size=16, epochs=3, augment=dataclasses.replace(aug, crop=0))
+    got = [b[0].numpy() for b in make_train_dataset(images, targets, weights, cfg)]
+    ref = [b[0].numpy() for b in make_train_dataset(images, targets, weights, whole)]
+    assert [g.shape[1] for g in got] == [40] * 8 + [48] * 4
+    for step, (g, r) in enumerate(zip(got, ref, strict=True)):
+        np.testing.assert_array_equal(g, r[:, 4:44, 4:44] if step < 8 else r)
+    for start in (5, 8, 10):
+        tail = [b[0].numpy() for b in make_train_dataset(images, targets, weights, cfg, start_step=start)]
+        assert len(tail) == 12 - start
+        for g, t in zip(got[start:], tail, strict=True):
+            np.testing.assert_array_equal(g, t)
+
+
+def test_crop_segments_cut_where_the_side_changes():
+    from fercore.train.dataset import crop_segments
+    from fercore.train.fit import fit_segments
+
+    cfg = TrainConfig(epochs=5, augment=Augment(crop=40), crop_epochs=3)
+    assert crop_segments(cfg, 10, 0, 50) == [(0, 30), (30, 50)]
+    assert crop_segments(cfg, 10, 30, 50) == [(30, 50)]
+    assert crop_segments(cfg, 10, 12, 25) == [(12, 25)]
+    assert crop_segments(cfg, 10, 50, 50) == []
+    every = TrainConfig(epochs=5, augment=Augment(crop=40))
+    assert crop_segments(every, 10, 0, 50) == [(0, 50)]
+    # fit: the rest of a stopped epoch alone (its own steps_per_epoch), then whole epochs per side
+    assert fit_segments(cfg, 10, 0, 50) == [(0, 30), (30, 50)]
+    assert fit_segments(cfg, 10, 26, 50) == [(26, 30), (30, 50)]
+    assert fit_segments(cfg, 10, 14, 50) == [(14, 20), (20, 30), (30, 50)]
+    assert fit_segments(every, 10, 14, 50) == [(14, 20), (20, 50)]
+    assert fit_segments(cfg, 10, 50, 50) == []

@@ -108,6 +108,19 @@ def test_augmentation_bounds_are_enforced_with_their_off_value(augment, message)
         assert default == f.metadata.get("off") or (low is None or low <= default) and (high is None or default <= high)
 
 
+def test_crop_epochs_limit_the_crops_to_the_first_epochs():
+    cfg = TrainConfig.from_dict({"epochs": 5, "augment": {"crop": 40}, "crop_epochs": 3})
+    assert [cfg.crop_of_epoch(e) for e in range(5)] == [40, 40, 40, 0, 0]
+    assert cfg.augment_of_epoch(4).crop == 0 and cfg.augment_of_epoch(4).shift == cfg.augment.shift
+    assert cfg.augment_of_epoch(0) is cfg.augment
+    every = TrainConfig.from_dict({"epochs": 5, "augment": {"crop": 40}})
+    assert [every.crop_of_epoch(e) for e in range(5)] == [40] * 5
+    with pytest.raises(ValueError, match="crop_epochs limits augment.crop to the first epochs: set augment.crop"):
+        TrainConfig.from_dict({"crop_epochs": 3})
+    with pytest.raises(ValueError, match="crop_epochs must be between 0 and 1000"):
+        TrainConfig.from_dict({"augment": {"crop": 40}, "crop_epochs": -1})
+
+
 def test_crops_need_a_builder_with_an_open_input_side(tmp_path):
     assert takes_any_side("fernet") and not takes_any_side("coursera") and not takes_any_side("nope")
     assert TrainConfig.from_dict({"model": "fernet", "augment": {"crop": 40}}).augment.crop == 40

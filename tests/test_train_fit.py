@@ -144,6 +144,25 @@ def test_resume_after_a_stop_mid_epoch_continues_exactly(tmp_path, trained_tiny_
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_run_on_crops_then_whole_faces_resumes_exactly(tmp_path, class_folder, no_export):
+    """crop_epochs: the first epoch on 40×40 crops, the second on whole faces (a fit call each, the
+    step traced afresh for the new side). A run stopped in the crop epoch and resumed ends with the
+    weights of the uninterrupted run."""
+    config = TrainConfig.from_dict({
+        "data": str(class_folder), "model_params": TINY, "epochs": 2, "batch_size": 32, "lr": 0.02,
+        "precision": "float32", "log_every": 1, "augment": {"flip": True, "shift": 0.1, "crop": 40},
+        "crop_epochs": 1,
+    })  # fmt: skip
+    whole = fit(config, tmp_path / "whole", verbose=0)
+    assert whole["state"] == "finished" and whole["step"] == 8
+    parts = tmp_path / "parts"
+    assert fit(config, parts, verbose=0, callbacks=[stop_at(parts, 2)])["state"] == "stopped"
+    assert fit(config, parts, resume=True, verbose=0)["state"] == "finished"
+    assert _trace(parts)[0] == _trace(tmp_path / "whole")[0]
+    for a, b in zip(model_weights(parts / runs.LAST), model_weights(tmp_path / "whole" / runs.LAST), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def _pre_split_train(monkeypatch):
     """fercore/train.py as it was before the split (a stored copy, its library imports mapped)."""
     spec = importlib.util.spec_from_file_location("pre_split_train", PRE_SPLIT_TRAIN)

@@ -101,6 +101,32 @@ def test_expected_time_scales_with_measured_throughput(tmp_path):
     assert quick.expected_minutes(here) == pytest.approx(10 * 400 / here)
 
 
+def test_a_recipe_on_crops_first_is_timed_per_input_side():
+    """crop_epochs: the probe times a step on the crops and one on whole faces; the run's images/s
+    weighs each side by its epochs, as the reference run's mean over its epochs does."""
+    from dataclasses import replace
+
+    config = TrainConfig.from_dict({"epochs": 38, "batch_size": 64, "augment": {"crop": 40}, "crop_epochs": 24})
+    calls = []
+
+    def fake_probe(model, params, batch_size, precision, training=True, augment=None):
+        calls.append((training, augment.crop if augment else None))
+        return {40: 0.3, 0: 0.5}[augment.crop] if training else 0.2
+
+    here = P.measure_images_per_second(config, probe=fake_probe)
+    assert calls == [(True, 40), (True, 0), (False, None)]
+
+    def epoch(step):
+        return preview.epoch_estimate(step, P.FER2013_TRAIN, 64, P.FER2013_VAL, 0.2)
+
+    assert here == pytest.approx(P.FER2013_TRAIN * 38 / (24 * epoch(0.3) + 14 * epoch(0.5)))
+    assert P.FER2013_TRAIN / epoch(0.5) < here < P.FER2013_TRAIN / epoch(0.3)
+    every = replace(config, crop_epochs=0)
+    assert P.images_per_second(every, {40: 0.3}, 0.2) == pytest.approx(P.FER2013_TRAIN / epoch(0.3))
+    with pytest.raises(ValueError, match=r"no probed step time for input side\(s\) \[0\]"):
+        P.images_per_second(config, {40: 0.3}, 0.2)
+
+
 def test_overridden_data_takes_its_own_ferplus_votes(tmp_path, class_folder):
     quick = P.load_preset("quick")
     assert quick.config().ferplus, "the recipe uses FER+ votes"

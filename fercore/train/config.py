@@ -125,6 +125,15 @@ class TrainConfig:
     )
     relabel: str = _opt("", "row,old_label,new_label CSV from python -m training.audit", "Relabel file")
     augment: Augment = field(default_factory=Augment)
+    crop_epochs: int = _opt(
+        0,
+        "with augment.crop: train on the crops for the first N epochs only, then on whole faces "
+        "(progressive resizing: the cheap epochs first, the last ones at the size the model is tested at); "
+        "0 = crops every epoch",
+        "Crop epochs",
+        minimum=0,
+        maximum=1000,
+    )
     subset: int = _opt(
         0, "train on N images (stratified by class); 0 = all", "Subset size (0 = all)", minimum=0, maximum=10_000_000
     )
@@ -178,6 +187,8 @@ class TrainConfig:
                 f"augment.crop needs an architecture built by the run whose input takes any side "
                 f"({', '.join(m for m in list_models() if takes_any_side(m))}), not init_from"
             )
+        if self.crop_epochs and not self.augment.crop:
+            raise ValueError("crop_epochs limits augment.crop to the first epochs: set augment.crop too")
         if self.swa_epochs and self.strategy != "default":
             raise ValueError("swa_epochs needs the default strategy (the mean is kept on one machine)")
         if self.ema and self.strategy != "default":
@@ -208,6 +219,26 @@ class TrainConfig:
         if bad:
             raise ValueError(f"unknown augment keys: {', '.join(sorted(bad))}")
         return cls(augment=Augment(**aug), **d)
+
+    def crop_of_epoch(self, epoch: int) -> int:
+        """The crop side the (0-based) ``epoch`` trains on: ``augment.crop``, or 0 (whole faces) once
+        ``crop_epochs`` have passed."""
+        if self.crop_epochs and epoch >= self.crop_epochs:
+            return 0
+        return self.augment.crop
+
+    def augment_of_epoch(self, epoch: int) -> Augment:
+        """The augmentation of the (0-based) ``epoch``: :attr:`augment` with its crop for that epoch."""
+        crop = self.crop_of_epoch(epoch)
+        return self.augment if crop == self.augment.crop else replace(self.augment, crop=crop)
+
+    def epochs_per_crop(self) -> dict[int, int]:
+        """How many epochs train on each input side, in training order: {crop px: epochs}, 0 = whole faces."""
+        out: dict[int, int] = {}
+        for epoch in range(self.epochs):
+            side = self.crop_of_epoch(epoch)
+            out[side] = out.get(side, 0) + 1
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values (what config.json holds)."""

@@ -81,6 +81,15 @@ def batch_indices(n_images: int, config: TrainConfig, start_step: int, end_step:
     return steps[start_step - first * spe : end_step - first * spe]
 
 
+def crop_segments(config: TrainConfig, spe: int, start_step: int, end_step: int) -> list[tuple[int, int]]:
+    """[start_step, end_step) cut where the crop side changes (``crop_epochs``): pieces whose
+    batches all have one shape."""
+    cut = config.crop_epochs * spe if config.augment.crop and config.crop_epochs else 0
+    if start_step < cut < end_step:
+        return [(start_step, cut), (cut, end_step)]
+    return [(start_step, end_step)] if start_step < end_step else []
+
+
 def make_train_dataset(
     images: np.ndarray,
     targets: np.ndarray,
@@ -90,26 +99,35 @@ def make_train_dataset(
     end_step: int | None = None,
 ) -> Any:
     """Batched, augmented (x, y, sample_weight) of global steps [start_step, end_step) (default:
-    to the end of the last epoch), in the order an uninterrupted run takes them."""
+    to the end of the last epoch), in the order an uninterrupted run takes them. Each epoch is
+    augmented as :meth:`TrainConfig.augment_of_epoch` says (crops for the first ``crop_epochs``)."""
     import tensorflow as tf
 
     spe = steps_per_epoch(len(images), config.batch_size)
     end = config.epochs * spe if end_step is None else end_step
-    idx = batch_indices(len(images), config, start_step, end)
-    steps = np.arange(start_step, start_step + len(idx), dtype=np.int64)
     x_all, y_all, w_all = tf.constant(images), tf.constant(targets), tf.constant(weights)
-    aug, seed = config.augment, config.seed
+    seed = config.seed
 
-    def load(step: Any, i: Any) -> tuple[Any, Any, Any]:
-        key = tf.stack([tf.constant(seed, tf.int64), step])
-        x = augment_batch(tf.cast(tf.gather(x_all, i), tf.float32)[..., None], aug, key)
-        y, w = tf.gather(y_all, i), tf.gather(w_all, i)
-        if aug.mixup > 0:
-            x, y, w = mixup_batch(x, y, w, aug.mixup, key + 1)
-        return x, y, w
+    def piece(first: int, last: int) -> Any:
+        idx = batch_indices(len(images), config, first, last)
+        steps = np.arange(first, first + len(idx), dtype=np.int64)
+        aug = config.augment_of_epoch(first // spe)
 
-    ds = tf.data.Dataset.from_tensor_slices((steps, idx))
-    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        def load(step: Any, i: Any) -> tuple[Any, Any, Any]:
+            key = tf.stack([tf.constant(seed, tf.int64), step])
+            x = augment_batch(tf.cast(tf.gather(x_all, i), tf.float32)[..., None], aug, key)
+            y, w = tf.gather(y_all, i), tf.gather(w_all, i)
+            if aug.mixup > 0:
+                x, y, w = mixup_batch(x, y, w, aug.mixup, key + 1)
+            return x, y, w
+
+        return tf.data.Dataset.from_tensor_slices((steps, idx)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+    pieces = [piece(a, b) for a, b in crop_segments(config, spe, start_step, end)] or [piece(start_step, end)]
+    ds = pieces[0]
+    for more in pieces[1:]:  # a crop phase, then whole faces: the joined dataset's side is open
+        ds = ds.concatenate(more)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def make_eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> Any:

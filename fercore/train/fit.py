@@ -26,7 +26,7 @@ from typing import Any
 
 from fercore import runs
 from fercore.train.config import TrainConfig, with_init_architecture
-from fercore.train.dataset import make_eval_dataset, make_train_dataset, prepare_data, steps_per_epoch
+from fercore.train.dataset import crop_segments, make_eval_dataset, make_train_dataset, prepare_data, steps_per_epoch
 from fercore.train.distributed import (
     agreed_stop,
     distributable,
@@ -273,30 +273,23 @@ def _train_prepared(
         epoch=min(step // spe + 1, config.epochs),
     )
     val_ds = distributable(make_eval_dataset(vx, vy, max(1, 256 // replicas) * replicas), config)
-    epoch, offset = divmod(step, spe)
     with _weights_left_raw(model.optimizer):
-        if offset and step < total:  # resumed mid-epoch: finish that epoch first
-            end = (epoch + 1) * spe
-            train_ds = distributable(make_train_dataset(tx, ty, tw, config, step, end), config)
+        side = None
+        for first, last in fit_segments(config, spe, step, total):
+            if logger.stopped:
+                break
+            epoch, offset = divmod(first, spe)
+            if side is not None and config.crop_of_epoch(epoch) != side:
+                # a new input side: trace the step afresh for it (Keras would relax the old trace to any side)
+                model.make_train_function(force=True)
+            side = config.crop_of_epoch(epoch)
+            train_ds = distributable(make_train_dataset(tx, ty, tw, config, first, last), config)
             model.fit(
                 train_ds,
                 validation_data=val_ds,
-                epochs=epoch + 1,
+                epochs=-(-last // spe),
                 initial_epoch=epoch,
                 steps_per_epoch=spe - offset,
-                callbacks=cbs,
-                verbose=verbose,
-                shuffle=False,
-            )
-            epoch += 1
-        if epoch < config.epochs and not logger.stopped:
-            train_ds = distributable(make_train_dataset(tx, ty, tw, config, epoch * spe, total), config)
-            model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=config.epochs,
-                initial_epoch=epoch,
-                steps_per_epoch=spe,
                 callbacks=cbs,
                 verbose=verbose,
                 shuffle=False,
@@ -307,6 +300,17 @@ def _train_prepared(
         _finish_average(model, config, run_dir, tx, val_ds, step=logger.step, best=logger.best)
     export_error = export_final(run_dir) if chief else None  # no collectives: the chief's alone
     return runs.update_status(run_dir, state="finished", finished=time.time(), export_error=export_error)
+
+
+def fit_segments(config: TrainConfig, spe: int, step: int, total: int) -> list[tuple[int, int]]:
+    """The ``model.fit`` calls that take a run from global ``step`` to ``total``, as step ranges: the
+    rest of an epoch a resumed run stopped in, then whole epochs, cut where the crop side changes
+    (one input shape per call)."""
+    if step >= total:
+        return []
+    epoch, offset = divmod(step, spe)
+    head = [(step, (epoch + 1) * spe)] if offset else []
+    return head + crop_segments(config, spe, (epoch + 1) * spe if offset else step, total)
 
 
 @contextmanager

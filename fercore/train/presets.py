@@ -7,10 +7,11 @@ together on the reference machine (``bench/time_to_accuracy.py``). A figure is `
 has been measured.
 
 The expected wall time *here* scales the reference minutes by the throughput ratio: reference
-images/s ÷ this machine's images/s. The reference images/s is the training images of an epoch
-divided by the epoch's wall time (training steps, data loading and the run's validation pass), so
-this machine's figure is counted the same way from the model preview's probe:
-``n_train / preview.epoch_estimate(...)`` with FER2013's split sizes (the recipes' data).
+images/s ÷ this machine's images/s. The reference images/s is the training images of the run's
+epochs divided by their wall time (training steps, data loading and the run's validation passes;
+a recipe that trains on crops first counts both kinds of epoch), so this machine's figure is
+counted the same way from the model preview's probe (one probe per input side):
+``n_train × epochs / preview.run_estimate(...)`` with FER2013's split sizes (the recipes' data).
 """
 
 from __future__ import annotations
@@ -132,33 +133,43 @@ def load_preset(name: str, path: Path | None = None) -> Preset:
 
 
 def images_per_second(
-    seconds_per_step: float,
+    config: TrainConfig,
+    seconds_per_step: dict[int, float],
     seconds_per_val_step: float,
-    batch_size: int,
     n_train: int = FER2013_TRAIN,
     n_val: int = FER2013_VAL,
 ) -> float:
-    """Training images per wall second of an epoch, validation included (as the reference counts it),
-    from probed step times: ``n_train`` / :func:`fercore.train.preview.epoch_estimate`."""
-    from fercore.train.preview import epoch_estimate
+    """Training images per wall second of ``config``'s whole run, validation included (as the reference
+    counts it), from probed step times per input side (``{0: s}`` for whole faces; a run with
+    ``crop_epochs`` needs its crop side too): ``n_train`` × epochs / :func:`fercore.train.preview.run_estimate`."""
+    from fercore.train.preview import run_estimate
 
-    epoch = epoch_estimate(seconds_per_step, n_train, batch_size, n_val, seconds_per_val_step)
-    if not epoch > 0:
+    seconds = run_estimate(config, seconds_per_step, n_train, n_val, seconds_per_val_step)
+    if not seconds > 0:
         raise ValueError("the probed step times must be > 0")
-    return n_train / epoch
+    return n_train * config.epochs / seconds
 
 
 def measure_images_per_second(config: TrainConfig, probe: Probe | None = None) -> float:
-    """This machine's :func:`images_per_second` for ``config``'s model, batch and precision, timed by
-    ``probe`` (default: the model preview's probe, a few seconds after TensorFlow has loaded)."""
+    """This machine's :func:`images_per_second` for ``config``'s model, batch, precision and
+    augmentation (each input side it trains on), timed by ``probe`` (default: the model preview's
+    probe, a few seconds after TensorFlow has loaded)."""
     from fercore.train import preview
 
     probe = probe or preview.probe_seconds_per_step
-    step = probe(
-        config.model, config.model_params, config.batch_size, config.precision, training=True, augment=config.augment
-    )
+    steps = {
+        side: probe(
+            config.model,
+            config.model_params,
+            config.batch_size,
+            config.precision,
+            training=True,
+            augment=replace(config.augment, crop=side),
+        )
+        for side in config.epochs_per_crop()
+    }
     val = probe(config.model, config.model_params, preview.EVAL_BATCH, config.precision, training=False)
-    return images_per_second(step, val, config.batch_size)
+    return images_per_second(config, steps, val)
 
 
 def matching_preset(config: TrainConfig, presets: dict[str, Preset] | None = None) -> str:

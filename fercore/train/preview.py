@@ -212,6 +212,21 @@ def epoch_estimate(
     return train + val
 
 
+def run_estimate(
+    config: TrainConfig, seconds_per_step: dict[int, float], n_train: int, n_val: int, seconds_per_val_step: float
+) -> float:
+    """Seconds of a whole run of ``config``: each input side's epochs (:meth:`TrainConfig.epochs_per_crop`:
+    crops first, then whole faces) at that side's probed seconds per training step, plus validation."""
+    sides = config.epochs_per_crop()
+    missing = sorted(set(sides) - set(seconds_per_step))
+    if missing:
+        raise ValueError(f"no probed step time for input side(s) {missing} (0 = whole faces)")
+    return sum(
+        n * epoch_estimate(seconds_per_step[side], n_train, config.batch_size, n_val, seconds_per_val_step)
+        for side, n in sides.items()
+    )
+
+
 def training_images(config: TrainConfig) -> tuple[int, int]:
     """(training, validation) image counts of a config's data: the split, subset and relabelling of
     :func:`fercore.train.dataset.prepare_data` itself, so the estimate counts what a run will see."""
