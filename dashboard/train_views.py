@@ -347,7 +347,8 @@ def _estimate(where: Any, config: dict[str, Any], sides: dict[int, ProbeArgs]) -
     total = preview.run_estimate(cfg, {side: p[0] for side, p in probes.items()}, n_train, n_val, val_step)
     where.metric("Time per epoch", f"≈ {runs.fmt_duration(epoch)}", help="training steps + validation")
     crops = "".join(
-        f" The first {n} epochs train on {side}×{side} crops: {probes[side][0]:.3f} s per step."
+        f" The first {'epoch trains' if n == 1 else f'{n} epochs train'} on {side}×{side} crops: "
+        f"{probes[side][0]:.3f} s per step."
         for side, n in cfg.epochs_per_crop().items()
         if side
     )

@@ -725,12 +725,14 @@ def test_train_page_previews_a_tiny_model_and_its_time_per_epoch(tmp_path, class
     monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))
     timed = []
 
-    def fake_probe(name, params, batch_size, precision="auto", training=True, **_):
-        timed.append((name, params, batch_size, precision, training))
-        return 0.25 if training else 0.1
+    def fake_probe(name, params, batch_size, precision="auto", training=True, augment=None, **_):
+        timed.append((name, params, batch_size, precision, training, augment.crop if augment else None))
+        return (0.2 if augment.crop else 0.25) if training else 0.1
 
     monkeypatch.setattr(preview, "probe_seconds_per_step", fake_probe)  # the probe itself: test_train_preview
     at = open_page("train")
+    at.checkbox(key="train_aug_crop").set_value(False)  # whole faces every epoch (crops: below)
+    at.number_input(key="train_crop_epochs").set_value(0)
     at.text_input(key="train_data").set_value(str(class_folder))
     at.text_input(key="train_params").set_value('{"width": [8]}')
     button(at, "Preview the model").click().run()
@@ -750,11 +752,24 @@ def test_train_page_previews_a_tiny_model_and_its_time_per_epoch(tmp_path, class
     button(at, "Measure time per epoch").click().run()
     assert_ok(at)
     here = resolve_precision("auto")  # the form's default precision follows this machine
-    assert timed[0] == ("fernet", tiny, 32, here, True) and timed[1][2:] == (256, here, False)
+    assert timed[0] == ("fernet", tiny, 32, here, True, 0) and timed[1][2:5] == (256, here, False)
     expected = preview.epoch_estimate(0.25, 140, 32, 35, 0.1)  # 4 steps of 32 + one validation batch
     assert {m.label: m.value for m in at.metric}["Time per epoch"] == f"≈ {runs_fmt(expected)}"
     at.run()
     assert len(timed) == 2, "the probe is cached per model, parameters, batch size and precision"
+    # crops for the first epoch of three: a probe per side, the run's time weighs each by its epochs
+    at.checkbox(key="train_aug_crop").set_value(True)
+    at.number_input(key="train_crop_epochs").set_value(1)
+    at.number_input(key="train_epochs").set_value(3)
+    button(at, "Preview the model").click().run()
+    button(at, "Measure time per epoch").click().run()
+    assert_ok(at)
+    assert [t[4:] for t in timed[2:]] == [(True, 40), (False, None)], "whole faces: the probe above, cached"
+    crop_epoch = preview.epoch_estimate(0.2, 140, 32, 35, 0.1)
+    assert {m.label: m.value for m in at.metric}["Time per epoch"] == f"≈ {runs_fmt(expected)}"
+    caption = next(c.value for c in at.caption if "training images →" in c.value)
+    assert f"3 epochs ≈ {runs_fmt(crop_epoch + 2 * expected)}." in caption
+    assert "The first epoch trains on 40×40 crops: 0.200 s per step." in caption
 
 
 def runs_fmt(seconds: float) -> str:
