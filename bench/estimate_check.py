@@ -19,7 +19,6 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -45,16 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     whole = TrainConfig.from_dict(recipe)
     precision = resolve_precision(whole.precision)
     # one probe per input side serves both estimates: the check run differs only in its faces and epochs
-    steps = {
-        side: preview.probe_seconds_per_step(
-            whole.model,
-            whole.model_params,
-            whole.batch_size,
-            whole.precision,
-            augment=replace(whole.augment, crop=side),
-        )
-        for side in {0, whole.augment.crop}
-    }
+    steps = preview.probe_sides(whole, {0, whole.augment.crop})  # --crop-epochs may add whole faces
     val_step = preview.probe_seconds_per_step(
         whole.model, whole.model_params, preview.EVAL_BATCH, whole.precision, training=False
     )

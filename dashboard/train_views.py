@@ -305,7 +305,8 @@ def model_preview(config: dict[str, Any]) -> None:
     cols[0].metric("Parameters", f"{summary.total_params:,}", help=f"{summary.trainable_params:,} trainable")
     cols[1].metric("FLOPs per face", f"{summary.flops / 1e6:,.1f} M", help="multiply-adds × 2, forward pass")
     cols[2].metric("Layers", len(summary.layers))
-    sides = side_probes(TrainConfig.from_dict(config), name, params_json)
+    cfg = TrainConfig.from_dict(config)
+    sides = side_probes(cfg, name, params_json)
     key = " + ".join(_probe_key(*args) for args in sides.values())
     probed: set[str] = st.session_state.setdefault(PROBED, set())
     if cols[3].button(
@@ -316,11 +317,11 @@ def model_preview(config: dict[str, Any]) -> None:
     ):
         probed.add(key)
     if key in probed:
-        _estimate(cols[3], config, sides)
+        _estimate(cols[3], cfg, sides)
     st.dataframe(summary.rows(), hide_index=True, height=min(400, 38 + 35 * len(summary.layers)))
 
 
-def _estimate(where: Any, config: dict[str, Any], sides: dict[int, ProbeArgs]) -> None:
+def _estimate(where: Any, cfg: TrainConfig, sides: dict[int, ProbeArgs]) -> None:
     """Time per epoch (and for the whole run) from the probes (one per input side the run trains on),
     scaled to the config's training images."""
     try:
@@ -329,20 +330,19 @@ def _estimate(where: Any, config: dict[str, Any], sides: dict[int, ProbeArgs]) -
         common.show_error(exc, "Not measured")
         return
     images = None
-    if config["data"]:
+    if cfg.data:
         try:
-            images = _images(json.dumps(config, sort_keys=True), common.file_key(Path(config["data"])))
+            images = _images(json.dumps(cfg.to_dict(), sort_keys=True), common.file_key(Path(cfg.data)))
         except common.USER_ERRORS as exc:
             common.show_error(exc, "Dataset")
     *_, (step, val_step, load) = probes.values()  # the last side: what the run ends on (whole faces)
-    batch, precision = int(config["batch_size"]), next(iter(sides.values()))[3]
+    batch, precision = cfg.batch_size, next(iter(sides.values()))[3]
     when = f"Measured at a load average of {load:.1f} on {os.cpu_count()} cores (other work slows training alike)"
     if images is None:
         where.metric("Per 1,000 training images", runs.fmt_duration(step * 1000 / batch))
         st.caption(f"{step:.3f} s per step of {batch} ({precision}); no readable dataset to count the images. {when}.")
         return
     n_train, n_val = images
-    cfg = TrainConfig.from_dict(config)
     epoch = preview.epoch_estimate(step, n_train, batch, n_val, val_step)
     total = preview.run_estimate(cfg, {side: p[0] for side, p in probes.items()}, n_train, n_val, val_step)
     where.metric("Time per epoch", f"≈ {runs.fmt_duration(epoch)}", help="training steps + validation")
@@ -354,7 +354,7 @@ def _estimate(where: Any, config: dict[str, Any], sides: dict[int, ProbeArgs]) -
     )
     st.caption(
         f"{n_train:,} training images → {steps_per_epoch(n_train, batch):,} steps × {step:.3f} s ({batch} per step, "
-        f"{precision}) + validation of {n_val:,} images; {config['epochs']} epochs ≈ {runs.fmt_duration(total)}."
+        f"{precision}) + validation of {n_val:,} images; {cfg.epochs} epochs ≈ {runs.fmt_duration(total)}."
         f"{crops} {when}, on generated faces held in memory through the run's augmentation: reading the dataset "
         "is not timed."
     )

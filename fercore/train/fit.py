@@ -279,10 +279,11 @@ def _train_prepared(
             if logger.stopped:
                 break
             epoch, offset = divmod(first, spe)
-            if side is not None and config.crop_of_epoch(epoch) != side:
+            now = config.crop_of_epoch(epoch)
+            if side is not None and now != side:
                 # a new input side: trace the step afresh for it (Keras would relax the old trace to any side)
                 model.make_train_function(force=True)
-            side = config.crop_of_epoch(epoch)
+            side = now
             train_ds = distributable(make_train_dataset(tx, ty, tw, config, first, last), config)
             model.fit(
                 train_ds,

@@ -157,17 +157,7 @@ def measure_images_per_second(config: TrainConfig, probe: Probe | None = None) -
     from fercore.train import preview
 
     probe = probe or preview.probe_seconds_per_step
-    steps = {
-        side: probe(
-            config.model,
-            config.model_params,
-            config.batch_size,
-            config.precision,
-            training=True,
-            augment=replace(config.augment, crop=side),
-        )
-        for side in config.epochs_per_crop()
-    }
+    steps = preview.probe_sides(config, probe=probe)
     val = probe(config.model, config.model_params, preview.EVAL_BATCH, config.precision, training=False)
     return images_per_second(config, steps, val)
 

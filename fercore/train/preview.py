@@ -16,7 +16,8 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -210,6 +211,27 @@ def epoch_estimate(
     train = steps_per_epoch(n_train, batch_size) * seconds_per_step if n_train else 0.0
     val = math.ceil(n_val / val_batch) * seconds_per_val_step if n_val else 0.0
     return train + val
+
+
+def probe_sides(
+    config: TrainConfig, sides: Iterable[int] | None = None, probe: Callable[..., float] | None = None
+) -> dict[int, float]:
+    """Seconds per training step of ``config``'s model at each input side (crop px, 0 = whole faces;
+    default: the sides the run trains on, :meth:`TrainConfig.epochs_per_crop`), each timed by ``probe``
+    (default :func:`probe_seconds_per_step`) with the recipe's augmentation at that side."""
+    probe = probe or probe_seconds_per_step
+    sides = config.epochs_per_crop() if sides is None else sides
+    return {
+        side: probe(
+            config.model,
+            config.model_params,
+            config.batch_size,
+            config.precision,
+            training=True,
+            augment=replace(config.augment, crop=side),
+        )
+        for side in sides
+    }
 
 
 def run_estimate(
