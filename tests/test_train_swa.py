@@ -35,7 +35,7 @@ def _epoch_weights(into: dict[int, list[np.ndarray]]):
 
 
 def _bn_names(model) -> set[str]:
-    from fercore.train.swa import batch_norm_layers
+    from fercore.train.batch_norm import batch_norm_layers
 
     return {v.path for layer in batch_norm_layers(model) for v in layer.weights}
 

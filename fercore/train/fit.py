@@ -78,9 +78,11 @@ def build_for_training(config: TrainConfig, resume_from: Path | None = None, ste
 
     import fercore.train.linear_schedule  # noqa: F401 - registers the linear schedule for load_model
     from fercore.models.architectures import build_model, load_keras_model
+    from fercore.train.batch_norm import fuse_batch_norm
 
     if resume_from is not None:
         model = keras.models.load_model(resume_from, compile=True)
+        fuse_batch_norm(model)
         if (
             config.schedule in FLOORS or config.schedule == "linear"
         ):  # constant/plateau keep the (possibly reduced) saved rate
@@ -91,6 +93,7 @@ def build_for_training(config: TrainConfig, resume_from: Path | None = None, ste
     else:  # a run on crops trains a model whose input takes any side (whole faces at validation)
         crop = {"input_size": None} if config.augment.crop else {}
         model = build_model(config.model, **{**config.model_params, **crop})
+    fuse_batch_norm(model)  # training-mode BatchNorm in one kernel: same results, a faster step
     lr = make_schedule(config, steps_per_epoch)
     ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if config.optimizer == "sgd":

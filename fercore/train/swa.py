@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import keras
 import numpy as np
 
 from fercore import runs
+from fercore.train.batch_norm import batch_norm_layers
 from fercore.train.config import TrainConfig
 
 
@@ -78,36 +78,37 @@ class WeightAverager(keras.callbacks.Callback):
         save_state(self.file, self.count, self.epoch, self.mean)
 
 
-def batch_norm_layers(model: Any) -> Iterator[Any]:
-    """Every BatchNormalization layer of ``model``, nested models included."""
-    for layer in getattr(model, "layers", []):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            yield layer
-        else:
-            yield from batch_norm_layers(layer)
-
-
 def recompute_batch_norm(model: Any, images: np.ndarray, batch_size: int = 256) -> int:
     """Replace every BatchNorm layer's moving mean and variance by their average over ``images``
     (uint8 faces, N×48×48) passed through ``model`` in training mode; returns the batches used.
 
-    The momentum of batch i is i/(i+1), so after n batches the moving statistics are the plain
-    mean of the n batch statistics (the first batch overwrites what was there)."""
+    With the momentum at 0 a training-mode pass leaves exactly its batch's statistics in the
+    moving ones; they are read after each batch and their plain mean is set at the end. The pass
+    is one traced function (an eager pass over the training set took about a minute)."""
+    import tensorflow as tf
+
     layers = list(batch_norm_layers(model))
     if not layers or len(images) == 0:
         return 0
     saved = [layer.momentum for layer in layers]
-    n = 0
+    sums = [(np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)) for layer in layers]
+    starts = range(0, len(images), batch_size)
     try:
-        for n, start in enumerate(range(0, len(images), batch_size), start=1):
-            for layer in layers:
-                layer.momentum = (n - 1) / n
-            batch = images[start : start + batch_size, ..., None].astype(np.float32)
-            model(batch, training=True)
+        for layer in layers:
+            layer.momentum = 0.0  # read when the pass is traced, below
+        forward = tf.function(lambda x: model(x, training=True), reduce_retracing=True)
+        for start in starts:
+            forward(images[start : start + batch_size, ..., None].astype(np.float32))
+            for (mean, var), layer in zip(sums, layers, strict=True):
+                mean += keras.ops.convert_to_numpy(layer.moving_mean)
+                var += keras.ops.convert_to_numpy(layer.moving_variance)
+        for (mean, var), layer in zip(sums, layers, strict=True):
+            layer.moving_mean.assign(np.asarray(mean / len(starts), layer.moving_mean.dtype))
+            layer.moving_variance.assign(np.asarray(var / len(starts), layer.moving_variance.dtype))
     finally:
         for layer, momentum in zip(layers, saved, strict=True):
             layer.momentum = momentum
-    return n
+    return len(starts)
 
 
 def averaged_model(model: Any, run_dir: Path, images: np.ndarray) -> tuple[Any, int]:
