@@ -67,3 +67,28 @@ def test_a_fernet_with_an_open_side_serves_at_48_in_float32():
     np.testing.assert_allclose(twin.predict(faces, verbose=0), model.predict(faces, verbose=0), atol=1e-6)
     fixed = build_model("fernet", **TINY)
     assert to_float32(fixed) is fixed
+
+
+def test_fernet_can_pool_its_stem_before_batch_norm_and_drop_the_projections_batch_norm():
+    """``stem_pool_first`` moves the stem's max-pool before its BatchNorm and ReLU (the stem's BN then
+    sees 24×24, and stage 0 has no pool of its own); ``proj_bn=False`` removes the shortcuts'
+    BatchNorms. The net keeps its input, output, sides and convolutions (same FLOPs)."""
+    import numpy as np
+
+    from fercore.models.architectures import build_model, count_flops
+
+    kw = {"widths": (8, 16, 16), "depths": (1, 1, 1), "stem_width": 4, "dropout": 0.0}  # projections at s0, s1
+    plain = build_model("fernet", **kw)
+    lean = build_model("fernet", **kw, stem_pool_first=True, proj_bn=False)
+    names = [layer.name for layer in lean.layers]
+    assert names.index("stem_conv") < names.index("stem_pool") < names.index("stem_bn") < names.index("stem_relu")
+    assert lean.get_layer("stem_bn").output.shape[1:3] == (24, 24)
+    assert plain.get_layer("stem_bn").output.shape[1:3] == (48, 48)
+    assert "s0_pool" not in names and "s1_pool" in names
+    assert not [n for n in names if n.endswith("_proj_bn")] and "s1_proj" in names
+    assert [n for n in (layer.name for layer in plain.layers) if n.endswith("_proj_bn")] == ["s0_proj_bn", "s1_proj_bn"]
+    assert count_flops(lean) == count_flops(plain)
+    assert lean.count_params() < plain.count_params()
+    x = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 1)).astype("float32")
+    p = lean.predict(x, verbose=0)
+    assert p.shape == (3, 7) and np.allclose(p.sum(axis=1), 1, atol=1e-5)

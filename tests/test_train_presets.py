@@ -46,10 +46,14 @@ def test_presets_file_and_recipes_agree():
         assert (entry["wall_minutes"] is None) == (entry["train_images_per_s"] is None), name
     quick, standard = P.load_preset("quick").config(), P.load_preset("standard").config()
     # standard is quick's recipe run longer, at batch 64 with the same weight decay per epoch (pilot p8),
-    # its rate held at a floor over the last epochs, whose weights it averages (SWA)
+    # its rate held at a floor over the last epochs, whose weights it averages (SWA), on quick's net with
+    # less BatchNorm work (the stem pooled before its BatchNorm, projections without one: same FLOPs)
     p8 = {"epochs": quick.epochs, "batch_size": quick.batch_size, "weight_decay": quick.weight_decay}
     tail = {"swa_epochs": quick.swa_epochs, "lr_floor": quick.lr_floor}
-    assert standard.epochs > quick.epochs and replace(standard, **p8, **tail) == quick
+    lean = {"stem_pool_first": True, "proj_bn": False}
+    assert standard.model_params == {**quick.model_params, **lean}
+    net = {"model_params": quick.model_params}
+    assert standard.epochs > quick.epochs and replace(standard, **p8, **tail, **net) == quick
     assert 0 < standard.swa_epochs < standard.epochs and 0 < standard.lr_floor < 1
     assert standard.batch_size * 2 == quick.batch_size and standard.weight_decay * 2 == quick.weight_decay
 

@@ -50,7 +50,8 @@ def test_check_params_refuses_what_the_builder_would_ignore(params, message):
 def test_check_params_and_builder_params():
     assert preview.check_params("fernet", ' {"widths": [8], "depths": [1]} ') == {"widths": [8], "depths": [1]}
     assert preview.check_params("coursera", "") == {}
-    assert set(preview.builder_params("fernet")) == {"widths", "depths", "dropout", "stem_width"}
+    fernet = {"widths", "depths", "dropout", "stem_width", "stem_pool_first", "proj_bn"}
+    assert set(preview.builder_params("fernet")) == fernet
     with pytest.raises(ValueError, match="unknown model"):
         preview.builder_params("resnet9000")
 
