@@ -59,9 +59,12 @@ def _keras():
     return keras
 
 
-def _conv_bn_relu(x, filters: int, kernel: int, name: str):
+def _conv_bn_relu(x, filters: int, kernel: int, name: str, pool_first: bool = False):
+    """Conv → BatchNorm → ReLU; ``pool_first`` max-pools the conv's output (2×2) before the other two."""
     layers = _keras().layers
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    if pool_first:
+        x = layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
@@ -109,7 +112,7 @@ def build_fernet(
     stages at 24×24 buys ~4× throughput for a small loss in detail.
 
     Two switches trade BatchNorm work, which costs more than the convolutions on a CPU with matrix
-    units (AMX), for nothing measurable in the maths of the net: ``stem_pool_first`` pools the
+    units (AMX), for a small change in the net's maths: ``stem_pool_first`` pools the
     stem's 48×48 convolution to 24×24 *before* its BatchNorm and ReLU (ReLU and max commute; only
     BatchNorm's statistics now come from the pooled values), so both run on a quarter of the
     pixels; ``proj_bn=False`` leaves the 1×1 projection shortcuts without a BatchNorm of their own
@@ -123,13 +126,7 @@ def build_fernet(
     layers = keras.layers
     inputs = keras.Input((input_size, input_size, 1), name="face")
     x = layers.Rescaling(1.0 / 255.0, offset=-0.5, name="scale")(inputs)
-    if stem_pool_first:  # conv at 48², pooled to 24² before its BatchNorm and ReLU: 4× less of both
-        x = layers.Conv2D(stem_width, 3, padding="same", use_bias=False, name="stem_conv")(x)
-        x = layers.MaxPooling2D(2, padding="same", name="stem_pool")(x)
-        x = layers.BatchNormalization(name="stem_bn")(x)
-        x = layers.ReLU(name="stem_relu")(x)
-    else:
-        x = _conv_bn_relu(x, stem_width, 3, "stem")
+    x = _conv_bn_relu(x, stem_width, 3, "stem", pool_first=stem_pool_first)  # then stage 0 has no pool
     if len(widths) != len(depths):
         raise ValueError(f"widths and depths need one entry per stage, got {len(widths)} and {len(depths)}")
     for s, (width, depth) in enumerate(zip(widths, depths, strict=True)):
